@@ -1,0 +1,4 @@
+from tinyshare.cli import main
+import sys
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""Command line: parse arguments, build the config, call one library function, say where.
+
+    tinyshare run CONFIG [--until STAGE] [--board NAME ...] [--set key=value ...]
+    tinyshare boards list
+    tinyshare boards show NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+
+from tinyshare.errors import TinyshareError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tinyshare",
+        description="Train, quantize (int8), export and validate weight-shared tiny models "
+        "for embedded boards.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="log each stage")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the pipeline for a config")
+    r.add_argument("config", help="a TOML run config, e.g. configs/digits.toml")
+    r.add_argument("--until", default="report",
+                   help="last stage: data, train, quantize, export, validate, report")
+    r.add_argument("--board", action="append", default=[], metavar="NAME",
+                   help="target board (repeatable); replaces the config's boards")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. train.epochs=5 (repeatable)")
+    b = sub.add_parser("boards", help="list or show board profiles")
+    bsub = b.add_subparsers(dest="boards_command", required=True)
+    bsub.add_parser("list", help="list the known boards")
+    s = bsub.add_parser("show", help="show one board profile")
+    s.add_argument("name", help="a board name or a path to a board .toml")
+    return p
+
+
+def _cmd_run(args, console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeElapsedColumn
+
+    from tinyshare.config import load_config
+    from tinyshare.pipeline.stages import Stage, run
+
+    overrides = list(args.set)
+    if args.board:
+        overrides.append("boards=[" + ", ".join(f'"{b}"' for b in args.board) + "]")
+    cfg = load_config(args.config, overrides)
+    until = Stage.parse(args.until)
+    command = "tinyshare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(task: str, done: int, total: int) -> None:
+            if task not in tasks:
+                tasks[task] = bar.add_task(task, total=total)
+            bar.update(tasks[task], completed=done, total=total)
+
+        result = run(cfg, until=until, progress=progress, command=command)
+    for board, verdict in result.verdicts.items():
+        style = "green" if verdict == "PASS" else "red"
+        console.print(f"  {board:<20} [{style}]{verdict}[/{style}]  "
+                      f"{result.board_reports[board]}")
+    where = result.summary_report or result.run_dir
+    console.print(f"Report: {where}")
+    return 0
+
+
+def _cmd_boards(args, console) -> int:
+    from tinyshare.targets.board import board_details, boards_table
+    from tinyshare.targets.board_registry import list_boards, load_board
+
+    if args.boards_command == "list":
+        console.print(boards_table(list_boards()))
+    else:
+        console.print(board_details(load_board(args.name)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Returns the exit code: 0 ok, 2 bad input (one line on stderr)."""
+    from rich.console import Console
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console = Console()
+    try:
+        if args.command == "run":
+            return _cmd_run(args, console)
+        return _cmd_boards(args, console)
+    except TinyshareError as e:
+        print(f"tinyshare: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tinyshare: interrupted; no partial run folder was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

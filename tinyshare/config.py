@@ -1,0 +1,150 @@
+"""Run configuration: a typed, validated schema loaded from TOML, with typed ``--set`` overrides.
+
+Every error names the field and the bad value in one line (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+
+from tinyshare.errors import ConfigError
+
+CONFIG_SCHEMA_VERSION = 1
+
+_Strict = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataConfig(BaseModel):
+    """Where the data comes from and how it is split (fixed, seeded)."""
+
+    model_config = _Strict
+    source: Literal["digits", "npz"] = "digits"
+    path: str | None = Field(None, description="npz file when source = 'npz'")
+    test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
+    val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
+    calib_samples: PositiveInt = 256
+
+
+class ModelConfig(BaseModel):
+    model_config = _Strict
+    name: str = "digits_cnn"
+    width: PositiveInt = 16
+    shared: bool = True
+
+
+class TrainConfig(BaseModel):
+    model_config = _Strict
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 64
+    lr: float = Field(0.01, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class QuantizeConfig(BaseModel):
+    model_config = _Strict
+    per_channel: bool = True
+
+
+class ValidationConfig(BaseModel):
+    model_config = _Strict
+    tolerance_lsb: int = Field(1, ge=0)
+    max_samples: int = Field(0, ge=0, description="0 = the whole test split")
+
+
+class RunConfig(BaseModel):
+    """The whole run. ``name`` names the folder ``runs/<name>/``."""
+
+    model_config = _Strict
+    schema_version: Literal[1] = CONFIG_SCHEMA_VERSION
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    output_dir: str = "runs"
+    boards: list[str] = ["rpi4b", "stm32f746g-disco", "nano33-ble-sense"]
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key '{field}'"
+    if first["type"] == "missing":
+        return f"{source}: missing required key '{field}'"
+    return f"{source}: field '{field}': {first['msg']}, got {first.get('input')!r}"
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare string
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as TOML, else as strings).
+
+    Raises:
+        ConfigError: a malformed override or a key that does not exist in the schema.
+    """
+    out = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=5")
+        parts = key.strip().split(".")
+        node: Any = RunConfig
+        for part in parts:
+            fields = getattr(node, "model_fields", None)
+            if fields is None or part not in fields:
+                raise ConfigError(f"--set {item!r}: unknown key '{key.strip()}'")
+            node = fields[part].annotation
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--set {item!r}: '{part}' is not a table")
+        target[parts[-1]] = _parse_value(raw.strip())
+    return out
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate a run config.
+
+    Args:
+        path: a TOML file.
+        overrides: ``["train.epochs=5", ...]``, applied before validation.
+
+    Returns:
+        The frozen ``RunConfig``.
+
+    Raises:
+        ConfigError: missing or malformed file, unknown key, wrongly typed value.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
+    data = apply_overrides(data, overrides or [])
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(str(p), e)) from None

@@ -1,0 +1,41 @@
+"""The typed error tree. The CLI turns any ``TinyshareError`` into one line and exit code 2."""
+
+from __future__ import annotations
+
+
+class TinyshareError(Exception):
+    """Base of every error tinyshare raises on purpose (bad input, unmet budgets, ...)."""
+
+    exit_code = 2
+
+
+class ConfigError(TinyshareError):
+    """A config file, field or ``--set`` override is missing, malformed or mistyped."""
+
+
+class DataError(TinyshareError):
+    """A data file (npz) is missing or holds arrays of the wrong shape or dtype."""
+
+
+class BoardError(TinyshareError):
+    """An unknown board name, or a board profile file that does not validate."""
+
+
+class ModelFileError(TinyshareError):
+    """A model file (.tflite / .onnx) is missing, truncated or not what it claims."""
+
+
+class UnsupportedOpError(TinyshareError):
+    """The model uses an op (or op version) the target runtime does not register."""
+
+
+class BudgetExceededError(TinyshareError):
+    """The model does not fit the board's flash or RAM budget."""
+
+
+class RuntimeUnavailableError(TinyshareError):
+    """A runtime (LiteRT, onnxruntime, TFLM, ...) cannot be imported or started."""
+
+
+class SharingError(TinyshareError):
+    """Weight sharing was broken by a stage (a shared weight duplicated or quantized twice)."""

@@ -1,0 +1,71 @@
+"""Write .tflite files (float and int8) with litert-torch, NHWC at the graph's I/O."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from pathlib import Path
+
+from tinyshare.quantize.ptq import QuantizedModel
+
+
+@contextlib.contextmanager
+def _quiet_litert():
+    """Silence litert-torch's own progress lines; our CLI shows its own progress."""
+    import litert_torch
+
+    old = litert_torch.config.show_progress
+    litert_torch.config.show_progress = False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield litert_torch
+    finally:
+        litert_torch.config.show_progress = old
+
+
+def _nhwc_example(example):
+    return example.permute(0, 2, 3, 1).contiguous()  # (1, C, H, W) → (1, H, W, C)
+
+
+def _write(edge_model, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with _quiet_litert():
+        edge_model.export(str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def export_tflite_int8(qm: QuantizedModel, path: str | Path) -> Path:
+    """Convert the PT2E int8 graph to a fully int8 ``.tflite`` (int8 I/O, NHWC input).
+
+    Input tensor: (1, H, W, C) int8 with ``qm.input_scale`` / ``qm.input_zero_point``.
+    """
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    with _quiet_litert() as lt:
+        wrapped = lt.to_channel_last_io(qm.graph, args=[0])
+        wrapped.training = False  # the PT2E graph is in eval mode; exported graphs refuse .eval()
+        edge = lt.convert(
+            wrapped, (_nhwc_example(qm.example_input),),
+            quant_config=QuantConfig(pt2e_quantizer=qm.quantizer),
+        )
+    return _write(edge, Path(path))
+
+
+def export_tflite_float(model, example, path: str | Path) -> Path:
+    """Convert a float model (shared layers in deploy form) to float32 ``.tflite``.
+
+    Args:
+        model: ``torch.nn.Module`` taking (1, C, H, W) float32.
+        example: (1, C, H, W) float32 tensor.
+    """
+    import copy
+
+    from tinyshare.models.layers import switch_to_deploy
+
+    deploy = switch_to_deploy(copy.deepcopy(model).eval())
+    with _quiet_litert() as lt:
+        edge = lt.convert(lt.to_channel_last_io(deploy, args=[0]), (_nhwc_example(example),))
+    return _write(edge, Path(path))

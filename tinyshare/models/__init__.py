@@ -1,0 +1,1 @@
+"""Weight-shared layers, the sharing structure, and the model zoo."""

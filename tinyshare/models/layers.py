@@ -1,0 +1,304 @@
+"""Weight-shared layers.
+
+Each layer is an ordinary ``torch.nn.Module`` with the usual argument names and two
+mathematically identical forward forms:
+
+* the *training* form (``deploy=False``), fast on the CPU, with gradients accumulating
+  into the one shared Parameter;
+* the *deploy* form (``deploy=True``), which keeps one stored copy of the shared weight
+  and lowers to a clean NHWC TFLite graph (see REFERENCE.md, "int8 export with
+  litert-torch").
+
+``switch_to_deploy(model)`` flips every shared layer in a model to its deploy form,
+in the spirit of RepVGG's ``switch_to_deploy``. Parameters are never copied: the
+deploy form reads the same ``Parameter`` objects.
+
+Every shared layer has an unshared twin (``unshared_twin()``) with the same topology
+and independent weights, initialised from the shared values broadcast, so reports can
+show what sharing saves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "SharedConv2d",
+    "SharedDepthwiseConv2d",
+    "SharedLinear",
+    "switch_to_deploy",
+]
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+class SharedDepthwiseConv2d(nn.Module):
+    """Depthwise conv whose single K×K filter is shared by every channel.
+
+    Parameters: ``weight`` (1, 1, K, K) float32, and ``bias`` (C,) float32 when
+    ``bias=True``: K² + C parameters.
+
+    Args:
+        channels: C, input and output channels.
+        kernel_size: K (int or (Kh, Kw)).
+        stride: conv stride. The TRANSPOSE-free deploy form needs stride 1 along W;
+            other strides fall back to the reshape deploy form (two TRANSPOSE ops).
+        padding: zero padding (int or (ph, pw)).
+        dilation: conv dilation.
+        bias: whether each channel has its own bias.
+        activation: ``None`` or ``"relu"``; kept inside the layer so it fuses.
+
+    Shapes:
+        x: (N, C, H, W) float32 → (N, C, H', W') float32.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in (None, "relu"):
+            raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+        self.channels = channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.activation = activation
+        self.deploy = False
+        self.weight = nn.Parameter(torch.empty(1, 1, *self.kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        fan_in = self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, dilation={self.dilation}, "
+            f"bias={self.bias is not None}, activation={self.activation}, deploy={self.deploy}"
+        )
+
+    def _act(self, y: torch.Tensor) -> torch.Tensor:
+        return F.relu(y) if self.activation == "relu" else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.deploy:
+            return self._forward_train(x)
+        if self.stride[1] == 1:
+            return self._forward_dilated_nhwc(x)
+        return self._forward_reshape(x)
+
+    def _forward_train(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.channels
+        w = self.weight.expand(c, 1, *self.kernel_size)  # no copy; grads sum into one filter
+        y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, groups=c)
+        return self._act(y)
+
+    def _forward_reshape(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = F.conv2d(
+            x.reshape(n * c, 1, h, w), self.weight, None, self.stride, self.padding, self.dilation
+        )  # (N·C, 1, H', W')
+        y = y.reshape(n, c, y.shape[-2], y.shape[-1])
+        if self.bias is not None:
+            y = y + self.bias.view(1, c, 1, 1)
+        return self._act(y)
+
+    def _forward_dilated_nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        (ph, pw), (dh, dw), (sh, _) = self.padding, self.dilation, self.stride
+        t = x.permute(0, 2, 3, 1).reshape(n, 1, h, w * c)  # NHWC viewed as (N, 1, H, W·C)
+        t = F.conv2d(t, self.weight, None, (sh, 1), (ph, pw * c), (dh, dw * c))
+        ho, woc = t.shape[-2], t.shape[-1]
+        t = t.reshape(n, ho, woc // c, c)  # (N, H', W', C)
+        if self.bias is not None:
+            t = t + self.bias
+        t = self._act(t)
+        return t.permute(0, 3, 1, 2)  # (N, C, H', W')
+
+    def unshared_twin(self) -> nn.Conv2d:
+        """An ``nn.Conv2d`` depthwise conv holding the shared filter broadcast."""
+        conv = nn.Conv2d(
+            self.channels, self.channels, self.kernel_size, self.stride, self.padding,
+            self.dilation, groups=self.channels, bias=self.bias is not None,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(self.weight.expand_as(conv.weight))
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+
+class SharedConv2d(nn.Module):
+    """Conv with one K×K filter per output channel, shared across all input channels.
+
+    y_o = w_o ⋆ Σ_c x_c + b_o. Parameters: ``weight`` (C_out, 1, K, K) float32 and
+    ``bias`` (C_out,) float32: C_out·K² weights (+ C_out biases).
+
+    The training form is an ordinary conv with the filter broadcast over C_in (no copy).
+    The deploy form sums the input channels first and convolves one channel, so the
+    stored weight is exactly the C_out·K² shared values and the MACs drop by C_in.
+
+    Shapes:
+        x: (N, C_in, H, W) float32 → (N, C_out, H', W') float32.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        bias: bool = True,
+        activation: str | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in (None, "relu"):
+            raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.activation = activation
+        self.deploy = False
+        self.weight = nn.Parameter(torch.empty(out_channels, 1, *self.kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Fan-in of the equivalent ordinary conv, so activations keep their scale.
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+            f"bias={self.bias is not None}, activation={self.activation}, deploy={self.deploy}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deploy:
+            s = x.sum(dim=1, keepdim=True)  # (N, 1, H, W): Σ_c x_c
+            y = F.conv2d(s, self.weight, self.bias, self.stride, self.padding, self.dilation)
+        else:
+            w = self.weight.expand(self.out_channels, self.in_channels, *self.kernel_size)
+            y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation)
+        return F.relu(y) if self.activation == "relu" else y
+
+    def unshared_twin(self) -> nn.Conv2d:
+        """An ``nn.Conv2d`` holding the shared filters broadcast over C_in."""
+        conv = nn.Conv2d(
+            self.in_channels, self.out_channels, self.kernel_size, self.stride,
+            self.padding, self.dilation, bias=self.bias is not None,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(self.weight.expand_as(conv.weight))
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+
+class SharedLinear(nn.Module):
+    """Rank-1 linear layer: one weight vector shared by all outputs.
+
+    y_o = s_o · (v · x) + b_o. Parameters: ``weight`` v (in_features,), ``scale``
+    s (out_features,) and ``bias`` b (out_features,): in + 2·out parameters.
+
+    The deploy form is two ordinary linears, (in → 1, no bias) then (1 → out, weight s,
+    bias b), so both quantize with standard int8 FULLY_CONNECTED kernels.
+
+    Shapes:
+        x: (N, in_features) float32 → (N, out_features) float32.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.deploy = False
+        self.weight = nn.Parameter(torch.empty(in_features))
+        self.scale = nn.Parameter(torch.empty(out_features))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_features))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.scale, -1.0, 1.0)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}, deploy={self.deploy}"
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deploy:
+            z = F.linear(x, self.weight.unsqueeze(0))  # (N, 1)
+            return F.linear(z, self.scale.unsqueeze(1), self.bias)  # (N, out)
+        z = x @ self.weight  # (N,)
+        y = z.unsqueeze(1) * self.scale
+        return y + self.bias if self.bias is not None else y
+
+    def unshared_twin(self) -> nn.Linear:
+        """An ``nn.Linear`` whose weight is the rank-1 outer product s vᵀ."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        with torch.no_grad():
+            lin.weight.copy_(torch.outer(self.scale, self.weight))
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+
+_SHARED_TYPES = (SharedDepthwiseConv2d, SharedConv2d, SharedLinear)
+
+
+def switch_to_deploy(model: nn.Module, deploy: bool = True) -> nn.Module:
+    """Switch every shared layer in ``model`` to its deploy (or training) form in place.
+
+    No parameter is copied; the same ``Parameter`` objects serve both forms.
+
+    Returns:
+        The same ``model``, for chaining.
+    """
+    for m in model.modules():
+        if isinstance(m, _SHARED_TYPES):
+            m.deploy = deploy
+    return model

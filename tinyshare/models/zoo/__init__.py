@@ -1,0 +1,37 @@
+"""The model zoo: builders registered by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from tinyshare.errors import ConfigError
+from tinyshare.registry import Registry
+
+ModelBuilder = Callable[..., nn.Module]
+MODELS: Registry[ModelBuilder] = Registry("model", ConfigError)
+
+
+def _digits_cnn(
+    in_channels: int, num_classes: int, width: int, input_hw: tuple[int, int]
+) -> nn.Module:
+    from tinyshare.models.zoo.digits_cnn import DigitsCNN
+
+    return DigitsCNN(in_channels, num_classes, width, input_hw)
+
+
+MODELS.register("digits_cnn", _digits_cnn)
+
+
+def build_model(
+    name: str, *, input_shape: tuple[int, int, int], num_classes: int, width: int
+) -> nn.Module:
+    """Build a zoo model (its weight-shared form) for inputs ``(N, C, H, W)``.
+
+    Raises:
+        ConfigError: unknown model name (the message lists the known ones).
+    """
+    builder = MODELS.get(name)
+    c, h, w = input_shape
+    return builder(in_channels=c, num_classes=num_classes, width=width, input_hw=(h, w))

@@ -1,0 +1,158 @@
+"""The stage functions: frozen artifacts in, one frozen artifact out, one folder each."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyshare.artifacts import atomic_write_json, write_manifest
+from tinyshare.config import RunConfig
+from tinyshare.data.splits import DataSplits
+from tinyshare.pipeline.train import Progress, TrainResult, predict, top1, train_model
+from tinyshare.quantize.ptq import QuantizedModel
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The trained shared model and its unshared twin (same function, weights apart).
+
+    Attributes:
+        model: the weight-shared ``torch.nn.Module`` (training form).
+        twin: ``unshared_twin(model)``, holding the shared values broadcast.
+        metrics: float top-1 accuracies of ``model``.
+        twin_test_accuracy: float top-1 of the twin on the test split (equal up to
+            float rounding, a check that the twin is a faithful twin).
+        unique_params / twin_params: stored parameter elements, each counted once.
+    """
+
+    model: object
+    twin: object
+    metrics: TrainResult
+    twin_test_accuracy: float
+    unique_params: int
+    twin_params: int
+    sharing_groups: tuple
+    state_dict_path: Path
+
+
+@dataclass(frozen=True)
+class QuantizedPair:
+    """The int8 shared model and the int8 twin, with host PyTorch int8 accuracy."""
+
+    shared: QuantizedModel
+    twin: QuantizedModel
+    int8_test_accuracy: float
+
+
+@dataclass(frozen=True)
+class ExportedModels:
+    """Paths of every exported file (float + int8, shared + twin)."""
+
+    tflite_int8: Path
+    onnx_int8: Path
+    tflite_float: Path
+    onnx_float: Path
+    twin_tflite_int8: Path
+    twin_onnx_int8: Path
+
+
+def train_stage(
+    cfg: RunConfig, splits: DataSplits, out: Path, progress: Progress | None = None
+) -> TrainedModel:
+    """Build the configured zoo model, train it, and save its state_dict."""
+    import torch
+
+    from tinyshare.models.sharing import sharing_groups, unique_parameters, unshared_twin
+    from tinyshare.models.zoo import build_model
+
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model.name, input_shape=splits.input_shape,
+                        num_classes=splits.num_classes, width=cfg.model.width)
+    metrics = train_model(model, splits, cfg.train, cfg.seed, progress)
+    twin = unshared_twin(model).eval()
+    twin_acc = top1(predict(twin, splits.x_test), splits.y_test)
+    out.mkdir(parents=True, exist_ok=True)
+    sd_path = out / "model_state_dict.pt"
+    torch.save(model.state_dict(), sd_path)
+    groups = tuple(sharing_groups(model))
+    result = TrainedModel(
+        model=model, twin=twin, metrics=metrics, twin_test_accuracy=twin_acc,
+        unique_params=unique_parameters(model), twin_params=unique_parameters(twin),
+        sharing_groups=groups, state_dict_path=sd_path,
+    )
+    atomic_write_json(out / "metrics.json", {
+        "model": cfg.model.name, "metrics": metrics, "twin_test_accuracy": twin_acc,
+        "unique_params": result.unique_params, "twin_params": result.twin_params,
+        "sharing_groups": groups,
+    })
+    write_manifest(out, stage="train", inputs={"train": cfg.train.model_dump(),
+                   "model": cfg.model.model_dump()}, seconds=time.perf_counter() - t0,
+                   seed=cfg.seed)
+    return result
+
+
+def quantize_stage(
+    cfg: RunConfig, trained: TrainedModel, splits: DataSplits, out: Path,
+    progress: Progress | None = None,
+) -> QuantizedPair:
+    """PTQ of the shared model and of its twin, with the same calibration split."""
+    from tinyshare.quantize.ptq import quantize_ptq
+
+    t0 = time.perf_counter()
+    shared = quantize_ptq(trained.model, splits.x_calib,
+                          per_channel=cfg.quantize.per_channel, progress=progress)
+    twin = quantize_ptq(trained.twin, splits.x_calib, per_channel=cfg.quantize.per_channel)
+    acc = top1(shared.run(splits.x_test), splits.y_test)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "weights_int8.npz", **{
+        f"{w.name}.{part}": getattr(w, part)
+        for w in shared.weights for part in ("values", "scales", "zero_points")
+    })
+    atomic_write_json(out / "quantization.json", {
+        "per_channel": shared.per_channel,
+        "int8_test_accuracy_pytorch": acc,
+        "input": {"scale": shared.input_scale, "zero_point": shared.input_zero_point},
+        "output": {"scale": shared.output_scale, "zero_point": shared.output_zero_point},
+        "weights": [{"name": w.name, "shape": list(w.values.shape), "axis": w.axis,
+                     "scales": len(w.scales), "call_sites": w.call_sites}
+                    for w in shared.weights],
+    })
+    write_manifest(out, stage="quantize", inputs={"quantize": cfg.quantize.model_dump(),
+                   "calib_samples": int(len(splits.x_calib))},
+                   seconds=time.perf_counter() - t0, seed=cfg.seed)
+    return QuantizedPair(shared=shared, twin=twin, int8_test_accuracy=acc)
+
+
+def export_stage(
+    cfg: RunConfig, trained: TrainedModel, quantized: QuantizedPair, out: Path,
+    progress: Progress | None = None,
+) -> ExportedModels:
+    """Write the four model files, plus the twin's int8 files for the sharing report."""
+    from tinyshare.export.onnx import export_onnx_float, export_onnx_int8
+    from tinyshare.export.tflite import export_tflite_float, export_tflite_int8
+
+    t0 = time.perf_counter()
+    example = quantized.shared.example_input
+    jobs = [
+        ("tflite_int8", lambda p: export_tflite_int8(quantized.shared, p), "model_int8.tflite"),
+        ("onnx_int8", lambda p: export_onnx_int8(quantized.shared, p), "model_int8.onnx"),
+        ("tflite_float", lambda p: export_tflite_float(trained.model, example, p),
+         "model_float.tflite"),
+        ("onnx_float", lambda p: export_onnx_float(trained.model, example, p),
+         "model_float.onnx"),
+        ("twin_tflite_int8", lambda p: export_tflite_int8(quantized.twin, p),
+         "twin/model_int8.tflite"),
+        ("twin_onnx_int8", lambda p: export_onnx_int8(quantized.twin, p), "twin/model_int8.onnx"),
+    ]
+    paths = {}
+    for i, (key, fn, rel) in enumerate(jobs):
+        paths[key] = fn(out / rel)
+        if progress:
+            progress("export", i + 1, len(jobs))
+    write_manifest(out, stage="export", inputs={"formats": [j[2] for j in jobs]},
+                   seconds=time.perf_counter() - t0, seed=cfg.seed)
+    return ExportedModels(**paths)
