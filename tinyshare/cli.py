@@ -64,10 +64,10 @@ def _cmd_run(args, console) -> int:
         result = run(cfg, until=until, progress=progress, command=command)
     for board, verdict in result.verdicts.items():
         style = "green" if verdict == "PASS" else "red"
-        console.print(f"  {board:<20} [{style}]{verdict}[/{style}]  "
-                      f"{result.board_reports[board]}")
+        console.print(f"  {board:<18} [{style}]{verdict}[/{style}]  "
+                      f"{result.board_reports[board]}", soft_wrap=True)
     where = result.summary_report or result.run_dir
-    console.print(f"Report: {where}")
+    console.print(f"Report: {where}", soft_wrap=True)
     return 0
 
 

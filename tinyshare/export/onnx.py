@@ -30,9 +30,17 @@ def _quiet_export(module, args):
                                  verbose=False).model_proto
 
 
+def _strip_metadata(model) -> None:
+    """Drop per-node metadata (exporter stack traces with local paths): smaller, reproducible."""
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+
+
 def _save(model, path: Path) -> Path:
     import onnx
 
+    _strip_metadata(model)
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -44,7 +44,12 @@ class Stage(enum.IntEnum):
 
 @dataclass(frozen=True)
 class RunResult:
-    """Where a finished run lies and what it produced."""
+    """Where a finished run lies and what it produced.
+
+    The in-memory artifacts of the stages that ran (``trained``, ``quantized``,
+    ``validation``) are kept for callers that go on working with them; files are read
+    from ``run_dir``.
+    """
 
     run_dir: Path
     until: Stage
@@ -52,6 +57,9 @@ class RunResult:
     summary_report: Path | None = None
     board_reports: dict[str, Path] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
+    trained: object | None = None
+    quantized: object | None = None
+    validation: object | None = None
 
 
 def _staging_dir(final: Path) -> Path:
@@ -111,7 +119,8 @@ def run(
         run_dir=final, until=until, stage_seconds=result["seconds"],
         summary_report=(final / "report.md") if until >= Stage.REPORT else None,
         board_reports={b: final / "boards" / b / "report.md" for b in result["boards"]},
-        verdicts=result["verdicts"],
+        verdicts=result["verdicts"], trained=result.get("trained"),
+        quantized=result.get("quantized"), validation=result.get("validation"),
     )
 
 
@@ -140,6 +149,7 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> di
                        seed=cfg.seed)
 
     verdicts: dict[str, str] = {}
+    trained = quantized = exported = validation = None
     timed(Stage.DATA, data_stage)
     if until >= Stage.TRAIN:
         trained = timed(Stage.TRAIN, lambda: steps.train_stage(cfg, splits, root / "train",
@@ -154,7 +164,7 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> di
         from tinyshare.pipeline.validate import validate_stage
 
         validation = timed(Stage.VALIDATE, lambda: validate_stage(
-            cfg, exported, quantized, splits, root / "validate", progress))
+            cfg, trained, exported, quantized, splits, root / "validate", progress))
     if until >= Stage.REPORT:
         from tinyshare.pipeline.report import report_stage
 
@@ -163,7 +173,8 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> di
             command=command, stage_seconds=seconds))
         verdicts = {b: r.verdict for b, r in reports.items()}
     _write_run_manifest(cfg, root, until, seconds, command)
-    return {"seconds": seconds, "boards": list(verdicts), "verdicts": verdicts}
+    return {"seconds": seconds, "boards": list(verdicts), "verdicts": verdicts,
+            "trained": trained, "quantized": quantized, "validation": validation}
 
 
 def _write_run_manifest(cfg: RunConfig, root: Path, until: Stage, seconds, command) -> None:

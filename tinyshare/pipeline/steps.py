@@ -11,27 +11,28 @@ import numpy as np
 from tinyshare.artifacts import atomic_write_json, write_manifest
 from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
-from tinyshare.pipeline.train import Progress, TrainResult, predict, top1, train_model
+from tinyshare.pipeline.train import Progress, TrainResult, top1, train_model
 from tinyshare.quantize.ptq import QuantizedModel
 
 
 @dataclass(frozen=True)
 class TrainedModel:
-    """The trained shared model and its unshared twin (same function, weights apart).
+    """The trained shared model and its unshared twin.
 
     Attributes:
         model: the weight-shared ``torch.nn.Module`` (training form).
-        twin: ``unshared_twin(model)``, holding the shared values broadcast.
-        metrics: float top-1 accuracies of ``model``.
-        twin_test_accuracy: float top-1 of the twin on the test split (equal up to
-            float rounding, a check that the twin is a faithful twin).
+        twin: the same topology with independent weights: ``unshared_twin`` of the
+            shared model at initialisation, then trained on its own with the same seed
+            and schedule (so its copies of a reused block diverge, as they would in a
+            real unshared model, and no exporter can deduplicate them).
+        metrics / twin_metrics: float top-1 accuracies.
         unique_params / twin_params: stored parameter elements, each counted once.
     """
 
     model: object
     twin: object
     metrics: TrainResult
-    twin_test_accuracy: float
+    twin_metrics: TrainResult
     unique_params: int
     twin_params: int
     sharing_groups: tuple
@@ -72,20 +73,23 @@ def train_stage(
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model.name, input_shape=splits.input_shape,
                         num_classes=splits.num_classes, width=cfg.model.width)
+    twin = unshared_twin(model)
     metrics = train_model(model, splits, cfg.train, cfg.seed, progress)
-    twin = unshared_twin(model).eval()
-    twin_acc = top1(predict(twin, splits.x_test), splits.y_test)
+    twin_metrics = train_model(
+        twin, splits, cfg.train, cfg.seed,
+        (lambda _t, d, n: progress("train twin", d, n)) if progress else None)
     out.mkdir(parents=True, exist_ok=True)
     sd_path = out / "model_state_dict.pt"
     torch.save(model.state_dict(), sd_path)
+    torch.save(twin.state_dict(), out / "twin_state_dict.pt")
     groups = tuple(sharing_groups(model))
     result = TrainedModel(
-        model=model, twin=twin, metrics=metrics, twin_test_accuracy=twin_acc,
+        model=model, twin=twin, metrics=metrics, twin_metrics=twin_metrics,
         unique_params=unique_parameters(model), twin_params=unique_parameters(twin),
         sharing_groups=groups, state_dict_path=sd_path,
     )
     atomic_write_json(out / "metrics.json", {
-        "model": cfg.model.name, "metrics": metrics, "twin_test_accuracy": twin_acc,
+        "model": cfg.model.name, "metrics": metrics, "twin_metrics": twin_metrics,
         "unique_params": result.unique_params, "twin_params": result.twin_params,
         "sharing_groups": groups,
     })

@@ -154,11 +154,11 @@ _Q_OPS = ("quantize_per_channel", "quantize_per_tensor")
 
 def _const(gm, node) -> np.ndarray:
     if hasattr(node, "op") and node.op == "get_attr":
-        return _attr(gm, node.target).detach().numpy()
+        return graph_attr(gm, node.target).detach().numpy()
     return np.asarray(node)
 
 
-def _attr(gm, target: str):
+def graph_attr(gm, target: str):
     obj = gm
     for part in target.split("."):
         obj = getattr(obj, part)
@@ -185,7 +185,7 @@ def extract_weights(gm, shared: dict[str, int]) -> tuple[QuantizedWeight, ...]:
         zps = np.atleast_1d(_const(gm, node.args[2])).astype(np.int64)
         axis = int(node.args[3]) if per_channel else None
         qmin, qmax = (node.args[4], node.args[5]) if per_channel else (node.args[3], node.args[4])
-        w = _attr(gm, src.target).detach()
+        w = graph_attr(gm, src.target).detach()
         if per_channel:
             q = torch.ops.quantized_decomposed.quantize_per_channel(
                 w, torch.from_numpy(scales.astype(np.float64)), torch.from_numpy(zps),

@@ -1,0 +1,98 @@
+"""REPORT stage: per-board ``report.json`` + ``report.md`` and a summary ``report.md``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyshare.artifacts import atomic_write_json, atomic_write_text, package_versions
+from tinyshare.artifacts import write_manifest
+from tinyshare.pipeline.report.build import BoardReport, Check, build_board_report
+from tinyshare.pipeline.report.build import storage_summary
+from tinyshare.pipeline.report.markdown import board_markdown, summary_markdown
+
+__all__ = ["report_stage", "sharing_check"]
+
+
+@dataclass(frozen=True)
+class _Context:
+    cfg: object
+    trained: object
+    quantized: object
+    validation: object
+    infos: dict
+    storage: dict
+    model_summary: dict
+    sharing_check: Check
+    provenance: dict
+
+
+def sharing_check(infos: dict, n_unique_weights: int) -> Check:
+    """Stored weight tensors in each int8 file must equal the unique quantized weights.
+
+    Args:
+        infos: ``{"tflite_int8": ModelInfo, "onnx_int8": ModelInfo, ...}``.
+        n_unique_weights: number of unique quantized weight tensors (``QuantizedModel``),
+            excluding biases, which are stored per call site.
+    """
+    counts = {}
+    for key in ("tflite_int8", "onnx_int8"):
+        info = infos[key]
+        counts[key] = sum(1 for t in info.weight_tensors if t.dtype == "int8")
+    ok = all(c == n_unique_weights for c in counts.values())
+    return Check(
+        "weight sharing kept", "PASS" if ok else "FAIL",
+        f"{n_unique_weights} unique int8 weight tensors; stored: "
+        + ", ".join(f"{k} {c}" for k, c in counts.items()))
+
+
+def report_stage(cfg, boards, splits, trained, quantized, exported, validation, root: Path,
+                 *, command: str, stage_seconds: dict) -> dict[str, BoardReport]:
+    """Write every board's report and the summary; returns ``{board: BoardReport}``."""
+    from tinyshare.export.inspect import inspect_model
+
+    t0 = time.perf_counter()
+    files = {
+        "tflite_int8": exported.tflite_int8, "onnx_int8": exported.onnx_int8,
+        "tflite_float": exported.tflite_float, "onnx_float": exported.onnx_float,
+        "twin_tflite_int8": exported.twin_tflite_int8, "twin_onnx_int8": exported.twin_onnx_int8,
+    }
+    infos = {k: inspect_model(p) for k, p in files.items()}
+    storage = {k: storage_summary(i) for k, i in infos.items()}
+    storage["saved_by_sharing_bytes"] = {
+        fmt: infos[f"twin_{fmt}_int8"].stored_weight_bytes - infos[f"{fmt}_int8"].stored_weight_bytes
+        for fmt in ("tflite", "onnx")
+    }
+    model_summary = {
+        "name": cfg.model.name, "width": cfg.model.width,
+        "input_shape_nchw": [1, *splits.input_shape], "num_classes": splits.num_classes,
+        "unique_params": trained.unique_params, "twin_params": trained.twin_params,
+        "sharing_groups": [g.__dict__ for g in trained.sharing_groups],
+        "int8_weight_tensors": [
+            {"name": w.name, "shape": list(w.values.shape), "scales": int(w.scales.size),
+             "call_sites": w.call_sites} for w in quantized.shared.weights],
+        "data": {"source": splits.source, "sizes": splits.sizes()},
+    }
+    ctx = _Context(
+        cfg=cfg, trained=trained, quantized=quantized, validation=validation, infos=infos,
+        storage=storage, model_summary=model_summary,
+        sharing_check=sharing_check(infos, len(quantized.shared.weights)),
+        provenance={
+            "command": command, "seed": cfg.seed, "versions": package_versions(),
+            "execution": "every runtime ran on this host (x86_64 builds); no emulated or "
+                         "on-device run is part of this report, and no time in it is a "
+                         "device latency",
+            "stage_seconds": dict(stage_seconds),
+        },
+    )
+    reports = {b.name: build_board_report(ctx, b) for b in boards}
+    for name, rep in reports.items():
+        d = root / "boards" / name
+        atomic_write_json(d / "report.json", rep.data)
+        atomic_write_text(d / "report.md", board_markdown(rep.data))
+    atomic_write_text(root / "report.md", summary_markdown(
+        cfg.name, [r.data for r in reports.values()], storage, model_summary))
+    write_manifest(root / "boards", stage="report", inputs={"boards": list(reports)},
+                   seconds=time.perf_counter() - t0, seed=cfg.seed)
+    return reports

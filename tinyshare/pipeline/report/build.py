@@ -1,0 +1,162 @@
+"""Assemble one board's report (a plain, versioned dict) from the run's artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+REPORT_SCHEMA_VERSION = 1
+MAX_ACCURACY_DROP_POINTS = 1.5
+
+
+@dataclass(frozen=True)
+class Check:
+    """One gate in a board's verdict: ``status`` is "PASS", "FAIL" or "INFO"."""
+
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class BoardReport:
+    board: str
+    verdict: str
+    data: dict
+
+
+def storage_summary(info) -> dict:
+    """Bytes a model file stores, from ``inspect_model`` (``ModelInfo``)."""
+    return {
+        "file": info.path.name,
+        "file_bytes": info.file_bytes,
+        "stored_weight_bytes": info.stored_weight_bytes,
+        "stored_weight_tensors": len(info.weight_tensors),
+        "shared_storage_groups": [
+            {"storage": g.storage, "tensors": list(g.tensor_names),
+             "consumer_ops": list(g.consumer_ops), "bytes": g.nbytes}
+            for g in info.sharing_groups
+        ],
+    }
+
+
+def _runtime_checks(board, validation, float_acc: float, tol: int) -> tuple[list, list, dict]:
+    from tinyshare.pipeline.validate import BOARD_RUNTIME_RUNS
+
+    checks, runs, rows = [], [], {}
+    for rt in board.runtimes:
+        runs += [r for r in BOARD_RUNTIME_RUNS.get(rt, ()) if r not in runs]
+    for name in runs:
+        c = validation.checks[name]
+        a = c.agreement
+        rows[name] = {
+            "runtime_version": c.version, "model_file": c.model_file, "input_layout": c.layout,
+            "accuracy": c.accuracy, "top1_agreement": a.top1_agreement,
+            "max_abs_diff_lsb": a.max_abs_diff_lsb, "n_values_differing": a.n_values_differing,
+            "within_tolerance": a.within_tolerance, "compared_on": a.compared_on,
+            "host_wall_ms": round(c.host_wall_ms, 1),
+        }
+        drop = (float_acc - c.accuracy) * 100.0
+        checks.append(Check(
+            f"int8 accuracy on {name}",
+            "PASS" if drop <= MAX_ACCURACY_DROP_POINTS else "FAIL",
+            f"{c.accuracy:.4f} (float {float_acc:.4f}, drop {drop:+.2f} points, "
+            f"limit {MAX_ACCURACY_DROP_POINTS} points)"))
+        checks.append(Check(
+            f"agreement of {name} with {validation.reference}",
+            "PASS" if a.within_tolerance else "FAIL",
+            f"max |Δ| {a.max_abs_diff_lsb} LSB (tolerance ±{tol} LSB), top-1 agreement "
+            f"{a.top1_agreement:.4f}, {a.n_values_differing} values differ"))
+    return checks, runs, rows
+
+
+def _op_support(board, tflite_info) -> Check:
+    if "tflm" not in board.runtimes:
+        return Check("op support", "INFO",
+                     f"{board.name} runs {', '.join(board.runtimes)}; every op ran on the host "
+                     "build of each runtime (see accuracy checks)")
+    from tinyshare.targets.runtimes.tflm import tflm_registered_ops
+
+    reg = tflm_registered_ops()
+    missing = sorted({o.op_code for o in tflite_info.ops} - set(reg.builtin_ops))
+    pairs = ", ".join(f"{op} v{v}" for op, v in sorted(tflite_info.op_versions()))
+    if missing:
+        return Check("op support", "FAIL", f"TFLM {reg.tflm_version} does not register: "
+                     f"{', '.join(missing)} (model uses {pairs})")
+    return Check("op support", "PASS", f"TFLM {reg.tflm_version} registers every op used: "
+                 f"{pairs}")
+
+
+def build_board_report(ctx, board) -> BoardReport:
+    """Build one board's report from the run context ``ctx`` (see ``report_stage``)."""
+    from tinyshare.targets.footprint import assess
+
+    v = ctx.validation
+    float_acc = v.float_pytorch_accuracy
+    tfl = ctx.infos["tflite_int8"]
+    arena = v.arena.arena_bytes
+    if board.os == "baremetal":
+        ram_need, ram_method = arena, (
+            "TFLM tensor arena, smallest size that allocates and invokes (binary search, "
+            f"verified by a run at exactly that size); {v.arena.note}")
+    else:
+        ram_need = tfl.file_bytes + arena
+        ram_method = ("estimate: model file bytes + the TFLM-measured tensor arena "
+                      "(host build); the runtime process itself is not included")
+    fp = assess(board, model_file_bytes=tfl.file_bytes, weights_bytes=tfl.stored_weight_bytes,
+                ram_needed_bytes=ram_need, ram_method=ram_method, runtime_flash_bytes=None,
+                runtime_flash_method=None)
+    checks = [Check(f"{vi.budget} budget", "FAIL", vi.message) for vi in fp.reasons]
+    if fp.verdict == "PASS":
+        checks.append(Check("flash and RAM budgets", "PASS",
+                            f"flash headroom {fp.flash_headroom_bytes:,} B, RAM headroom "
+                            f"{fp.ram_headroom_bytes:,} B"))
+    rt_checks, runs, rows = _runtime_checks(board, v, float_acc, v.tolerance_lsb)
+    checks += rt_checks
+    checks.append(ctx.sharing_check)
+    checks.append(_op_support(board, tfl))
+    if v.onnx_level_finding and "onnxruntime" in board.runtimes:
+        checks.append(Check("onnxruntime optimization levels", "FAIL", v.onnx_level_finding))
+    verdict = "FAIL" if any(c.status == "FAIL" for c in checks) else "PASS"
+    data = {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "run": ctx.cfg.name,
+        "board": {
+            "name": board.name, "display_name": board.display_name, "cpu": board.cpu,
+            "clock_hz": board.clock_hz, "os": board.os, "runtimes": list(board.runtimes),
+            "flash_bytes": board.flash_bytes, "ram_bytes": board.ram_bytes,
+            "reserved_flash_bytes": board.reserved_flash_bytes,
+            "reserved_ram_bytes": board.reserved_ram_bytes, "sources": list(board.sources),
+        },
+        "verdict": verdict,
+        "reasons": [asdict(c) for c in checks if c.status == "FAIL"],
+        "checks": [asdict(c) for c in checks],
+        "model": ctx.model_summary,
+        "storage": ctx.storage,
+        "accuracy": {
+            "split": "test", "n_samples": v.n_samples,
+            "float_pytorch": float_acc,
+            "float_host_runtimes": v.float_accuracy,
+            "int8_pytorch_pt2e": v.int8_pytorch_accuracy,
+            "int8_runtimes": {k: rows[k]["accuracy"] for k in runs},
+        },
+        "agreement": {"reference": v.reference, "tolerance_lsb": v.tolerance_lsb,
+                      "compared_on": "int8 output values (LSB of the output tensor)",
+                      "runtimes": rows},
+        "footprint": {
+            "flash_budget_bytes": fp.flash_budget_bytes, "ram_budget_bytes": fp.ram_budget_bytes,
+            "model_file_bytes": tfl.file_bytes, "weights_bytes": tfl.stored_weight_bytes,
+            "flash_needed_bytes": fp.flash_needed_bytes,
+            "flash_headroom_bytes": fp.flash_headroom_bytes,
+            "ram_needed_bytes": fp.ram_needed_bytes, "ram_method": ram_method,
+            "ram_headroom_bytes": fp.ram_headroom_bytes,
+            "runtime_code_flash": "not included (not measured yet)",
+            "arena": {"arena_bytes": arena,
+                      "planner_reported_bytes": v.arena.planner_reported_bytes,
+                      "search_steps": v.arena.search_steps, "note": v.arena.note,
+                      "twin_arena_bytes": v.twin_arena.arena_bytes},
+            "notes": list(fp.notes),
+        },
+        "ops": [{"index": o.index, "op": o.op_code, "version": o.version} for o in tfl.ops],
+        "provenance": ctx.provenance,
+    }
+    return BoardReport(board=board.name, verdict=verdict, data=data)

@@ -1,0 +1,160 @@
+"""Markdown renderings of the reports, for people."""
+
+from __future__ import annotations
+
+
+def _b(n: int | None) -> str:
+    return "n/a" if n is None else f"{n:,} B"
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.2f} %"
+
+
+def _table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _storage_rows(storage: dict) -> list[list[object]]:
+    rows = []
+    for key in ("tflite_int8", "onnx_int8", "twin_tflite_int8", "twin_onnx_int8",
+                "tflite_float", "onnx_float"):
+        s = storage[key]
+        rows.append([key, s["file"], _b(s["file_bytes"]), _b(s["stored_weight_bytes"]),
+                     s["stored_weight_tensors"], len(s["shared_storage_groups"])])
+    return rows
+
+
+def _sharing_section(model: dict, storage: dict) -> list[str]:
+    saved = storage["saved_by_sharing_bytes"]
+    out = [
+        "## Weight sharing",
+        "",
+        f"Unique parameters: **{model['unique_params']:,}** shared vs "
+        f"**{model['twin_params']:,}** in the unshared twin (same topology, independent "
+        "weights).",
+        f"Stored int8 weight bytes saved by sharing: TFLite {_b(saved['tflite'])}, "
+        f"ONNX {_b(saved['onnx'])}.",
+        "",
+        _table(["parameter", "shape", "stored", "call sites", "twin stores", "kind"],
+               [[g["name"], "×".join(map(str, g["shape"])), g["stored_params"],
+                 g["call_sites"], g["twin_params"], g["kind"]]
+                for g in model["sharing_groups"]]),
+        "",
+        "Stored bytes per file (weights and biases as stored; shared tensors counted once):",
+        "",
+        _table(["model", "file", "file bytes", "stored weight bytes", "weight tensors",
+                "tensors read by >1 op"], _storage_rows(storage)),
+        "",
+    ]
+    return out
+
+
+def board_markdown(r: dict) -> str:
+    """Render one board's ``report.json`` dict as Markdown."""
+    b, fp, acc, agr = r["board"], r["footprint"], r["accuracy"], r["agreement"]
+    lines = [
+        f"# {b['display_name']} (`{b['name']}`): **{r['verdict']}**",
+        "",
+        f"Run `{r['run']}` · model `{r['model']['name']}` · {b['cpu']} @ "
+        f"{b['clock_hz'] / 1e6:g} MHz · runtimes: {', '.join(b['runtimes'])}",
+        "",
+        "## Checks",
+        "",
+        _table(["check", "status", "detail"],
+               [[c["name"], c["status"], c["detail"]] for c in r["checks"]]),
+        "",
+        "## Footprint",
+        "",
+        _table(["", "needed", "budget", "headroom"], [
+            ["flash", _b(fp["flash_needed_bytes"]), _b(fp["flash_budget_bytes"]),
+             _b(fp["flash_headroom_bytes"])],
+            ["RAM", _b(fp["ram_needed_bytes"]), _b(fp["ram_budget_bytes"]),
+             _b(fp["ram_headroom_bytes"])],
+        ]),
+        "",
+        f"- Model file: {_b(fp['model_file_bytes'])}, of which stored weights "
+        f"{_b(fp['weights_bytes'])}. Runtime code: {fp['runtime_code_flash']}.",
+        f"- RAM: {fp['ram_method']}.",
+        f"- TFLM arena: {_b(fp['arena']['arena_bytes'])} (the unshared twin: "
+        f"{_b(fp['arena']['twin_arena_bytes'])}); the allocator's own total was "
+        f"{_b(fp['arena']['planner_reported_bytes'])}, which is not a safe size.",
+        f"- Budgets are the board's totals less reserved flash {_b(b['reserved_flash_bytes'])} "
+        f"and RAM {_b(b['reserved_ram_bytes'])}.",
+    ]
+    lines += [f"- {n}" for n in fp["notes"]]
+    lines += [
+        "",
+        "## Accuracy (top-1 on the test split, "
+        f"{acc['n_samples']} samples)",
+        "",
+        _table(["model", "runtime", "top-1"],
+               [["float", "PyTorch", _pct(acc["float_pytorch"])]]
+               + [["float", k, _pct(v)] for k, v in acc["float_host_runtimes"].items()]
+               + [["int8", "PyTorch (PT2E Q/DQ)", _pct(acc["int8_pytorch_pt2e"])]]
+               + [["int8", k, _pct(v)] for k, v in acc["int8_runtimes"].items()]),
+        "",
+        f"## Agreement with `{agr['reference']}` (tolerance ±{agr['tolerance_lsb']} LSB)",
+        "",
+        _table(["runtime", "version", "top-1 agreement", "max |Δ| (LSB)", "values differing",
+                "within tolerance", "host wall time"],
+               [[k, v["runtime_version"], _pct(v["top1_agreement"]), v["max_abs_diff_lsb"],
+                 v["n_values_differing"], "yes" if v["within_tolerance"] else "**no**",
+                 f"{v['host_wall_ms']:.0f} ms (host, not device)"]
+                for k, v in agr["runtimes"].items()]),
+        "",
+    ]
+    lines += _sharing_section(r["model"], r["storage"])
+    lines += [
+        "## Ops (int8 .tflite, graph order)",
+        "",
+        ", ".join(f"{o['op']} v{o['version']}" for o in r["ops"]),
+        "",
+        "## Provenance",
+        "",
+        f"- Command: `{r['provenance']['command']}`; seed {r['provenance']['seed']}.",
+        f"- {r['provenance']['execution']}.",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in r["provenance"]["versions"].items()),
+        "- Sources for the board's figures: " + ", ".join(b["sources"]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) -> str:
+    """Render the side-by-side summary of every board."""
+    rows = []
+    for r in reports:
+        fp, b = r["footprint"], r["board"]
+        worst = max((v["max_abs_diff_lsb"] for v in r["agreement"]["runtimes"].values()),
+                    default=0)
+        int8 = r["accuracy"]["int8_runtimes"]
+        rows.append([
+            f"[{b['name']}](boards/{b['name']}/report.md)", f"**{r['verdict']}**",
+            ", ".join(b["runtimes"]), _pct(min(int8.values())) if int8 else "n/a",
+            f"{worst} LSB", _b(fp["flash_needed_bytes"]), _b(fp["flash_headroom_bytes"]),
+            _b(fp["ram_needed_bytes"]), _b(fp["ram_headroom_bytes"]),
+        ])
+    first = reports[0]["accuracy"] if reports else None
+    lines = [
+        f"# tinyshare run `{run}`: summary",
+        "",
+        f"Model `{model['name']}`, input {model['input_shape_nchw']} (NCHW; the .tflite "
+        f"takes NHWC), {model['num_classes']} classes. Data: {model['data']['source']}, "
+        f"splits {model['data']['sizes']}.",
+        "",
+    ]
+    if first:
+        lines += [f"Float top-1 (PyTorch): {_pct(first['float_pytorch'])}; int8 (PyTorch "
+                  f"PT2E): {_pct(first['int8_pytorch_pt2e'])}.", ""]
+    lines += [
+        _table(["board", "verdict", "runtimes", "worst int8 top-1", "worst |Δ| vs ref",
+                "flash needed", "flash headroom", "RAM needed", "RAM headroom"], rows),
+        "",
+        "All runs are host runs of each runtime; no number here is a device latency.",
+        "",
+    ]
+    lines += _sharing_section(model, storage)
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""VALIDATE stage: run the exported files on every host runtime and compare in LSB.
+
+The int8 reference is LiteRT with its reference kernels (REFERENCE.md: bit-exact with
+TFLM). Every run here is a host (x86_64) run of the runtime's own build; emulated ARM
+runs are a separate capability and are not reported here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinyshare.artifacts import atomic_write_json, write_manifest
+from tinyshare.config import RunConfig
+from tinyshare.data.splits import DataSplits
+from tinyshare.pipeline.steps import ExportedModels, QuantizedPair, TrainedModel
+from tinyshare.pipeline.train import Progress, predict, top1
+
+REFERENCE_RUNTIME = "litert-ref"
+
+# Which host runs stand for each runtime a board profile names.
+BOARD_RUNTIME_RUNS: dict[str, tuple[str, ...]] = {
+    "litert": ("litert-xnnpack", "litert-ref"),
+    "tflite-runtime": ("litert-ref",),
+    "onnxruntime": ("onnxruntime[ORT_ENABLE_ALL]", "onnxruntime[ORT_DISABLE_ALL]"),
+    "tflm": ("tflm",),
+}
+
+
+@dataclass(frozen=True)
+class RuntimeCheck:
+    """One runtime's int8 run on the test split, compared with the reference.
+
+    Attributes:
+        runtime: e.g. ``"tflm"``; version: the package version.
+        model_file: the int8 file it ran; layout: "NHWC" or "NCHW" input.
+        accuracy: top-1 on the test split, in [0, 1].
+        agreement: ``tinyshare.targets.agreement.Agreement`` against the reference.
+        host_wall_ms: host wall time for the whole split (never a device latency).
+    """
+
+    runtime: str
+    version: str
+    model_file: str
+    layout: str
+    accuracy: float
+    agreement: object
+    host_wall_ms: float
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """All host runtime checks plus the TFLM arena of the int8 model.
+
+    Every accuracy here is top-1 on the same ``n_samples`` test samples.
+    """
+
+    reference: str
+    tolerance_lsb: int
+    n_samples: int
+    checks: dict[str, RuntimeCheck]
+    float_pytorch_accuracy: float
+    int8_pytorch_accuracy: float
+    float_accuracy: dict[str, float]
+    onnx_level_finding: str | None
+    arena: object
+    twin_arena: object
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # (N, C, H, W) → (N, H, W, C)
+
+
+def validate_stage(
+    cfg: RunConfig, trained: TrainedModel, exported: ExportedModels, quantized: QuantizedPair,
+    splits: DataSplits, out: Path, progress: Progress | None = None,
+) -> ValidationResult:
+    """Run int8 (and float) files on LiteRT, onnxruntime (both levels) and TFLM."""
+    from tinyshare.targets.agreement import compare
+    from tinyshare.targets.runtimes.litert import run_litert
+    from tinyshare.targets.runtimes.onnxruntime import run_onnx_both_levels, run_onnxruntime
+    from tinyshare.targets.runtimes.tflm import find_arena_bytes, run_tflm
+
+    t0 = time.perf_counter()
+    n = cfg.validation.max_samples or len(splits.y_test)
+    x, y = splits.x_test[:n], splits.y_test[:n]
+    tol = cfg.validation.tolerance_lsb
+    steps = 7
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress("validate", done, steps)
+
+    arena = find_arena_bytes(exported.tflite_int8, _nhwc(x[:1]))
+    twin_arena = find_arena_bytes(exported.twin_tflite_int8, _nhwc(x[:1]))
+    tick()
+    runs = {}
+    runs[REFERENCE_RUNTIME] = ("NHWC", exported.tflite_int8,
+                               run_litert(exported.tflite_int8, _nhwc(x), reference_kernels=True))
+    tick()
+    runs["litert-xnnpack"] = ("NHWC", exported.tflite_int8,
+                              run_litert(exported.tflite_int8, _nhwc(x), reference_kernels=False))
+    tick()
+    enabled, disabled, finding = run_onnx_both_levels(exported.onnx_int8, x)
+    runs[enabled.runtime] = ("NCHW", exported.onnx_int8, enabled)
+    runs[disabled.runtime] = ("NCHW", exported.onnx_int8, disabled)
+    tick()
+    runs["tflm"] = ("NHWC", exported.tflite_int8,
+                    run_tflm(exported.tflite_int8, _nhwc(x), arena_bytes=arena.arena_bytes))
+    tick()
+    ref = runs[REFERENCE_RUNTIME][2]
+    checks = {
+        name: RuntimeCheck(
+            runtime=name, version=o.runtime_version, model_file=Path(path).name, layout=layout,
+            accuracy=top1(o.dequantized, y), agreement=compare(ref, o, tolerance_lsb=tol),
+            host_wall_ms=o.wall_ms,
+        )
+        for name, (layout, path, o) in runs.items()
+    }
+    float_acc = {
+        "litert (float .tflite)": top1(
+            run_litert(exported.tflite_float, _nhwc(x), reference_kernels=True).dequantized, y),
+    }
+    tick()
+    float_acc["onnxruntime (float .onnx)"] = top1(
+        run_onnxruntime(exported.onnx_float, x, optimization="all").dequantized, y)
+    tick()
+    result = ValidationResult(
+        reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
+        float_pytorch_accuracy=top1(predict(trained.model, x), y),
+        int8_pytorch_accuracy=top1(quantized.shared.run(x), y),
+        float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
+        twin_arena=twin_arena,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "outputs_int8.npz", **{k: v[2].raw for k, v in runs.items()})
+    atomic_write_json(out / "validation.json", result)
+    write_manifest(out, stage="validate", inputs={"n_samples": int(n), "tolerance_lsb": tol},
+                   seconds=time.perf_counter() - t0, seed=cfg.seed)
+    return result

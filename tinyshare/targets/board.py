@@ -1,0 +1,266 @@
+"""The board profile schema (``BoardProfile``) and its renderers for the CLI.
+
+Boards are data: one TOML file per board under ``tinyshare/targets/boards/``,
+validated into a frozen ``BoardProfile`` when the registry loads it
+(``tinyshare.targets.board_registry``). Every number in a profile is backed by a
+datasheet or product page listed in ``sources``; the reserved budgets are our
+policy choices and each board file explains its own in a comment.
+
+The renderers (``boards_table``, ``board_details``) return rich renderables and
+never print; rich is imported inside them so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from rich.table import Table
+
+SCHEMA_VERSION = 1
+
+Runtime = Literal["litert", "onnxruntime", "tflite-runtime", "tflm"]
+KNOWN_RUNTIMES: tuple[str, ...] = get_args(Runtime)
+# Runtimes that need an OS with a Python interpreter (a device image); TFLM is a library linked into firmware.
+LINUX_RUNTIMES: frozenset[str] = frozenset({"litert", "onnxruntime", "tflite-runtime"})
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
+_URL_RE = re.compile(r"https://[^\s/]+\.[^\s/]+/\S*")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError("expected a lowercase name of letters, digits and '-' (e.g. 'rpi4b')")
+    return value
+
+
+def _check_url(value: str) -> str:
+    if not _URL_RE.fullmatch(value):
+        raise ValueError("expected an https:// URL of a datasheet or product page")
+    return value
+
+
+PositiveInt = Annotated[StrictInt, Field(gt=0)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+BoardName = Annotated[str, AfterValidator(_check_name)]
+SourceUrl = Annotated[str, AfterValidator(_check_url)]
+
+
+class Emulator(BaseModel):
+    """How to emulate the board's CPU.
+
+    Attributes:
+        kind: ``"qemu-user"`` (a Linux user-mode process, for Linux boards) or
+            ``"qemu-system"`` (a full machine, for bare-metal firmware).
+        arch: the qemu target architecture, e.g. ``"aarch64"`` or ``"arm"``.
+        cpu: the core passed as ``-cpu`` (required for qemu-user; never ``max``).
+        machine: the qemu-system machine, e.g. ``"mps2-an500"`` (required for qemu-system).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["qemu-user", "qemu-system"]
+    arch: Literal["aarch64", "arm"]
+    machine: NonEmptyStr | None = Field(default=None, validate_default=True)
+    cpu: NonEmptyStr | None = Field(default=None, validate_default=True)
+
+    @field_validator("machine")
+    @classmethod
+    def _machine_for_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if kind == "qemu-system" and value is None:
+            raise ValueError("expected a machine (e.g. 'mps2-an500') for kind 'qemu-system'")
+        if kind == "qemu-user" and value is not None:
+            raise ValueError("expected no machine for kind 'qemu-user' (it runs one process; set cpu)")
+        return value
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu_for_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value in ("max", "host"):
+            raise ValueError(
+                "expected the board's own core (e.g. 'cortex-a72'); 'max'/'host' enable instructions the board lacks"
+            )
+        if info.data.get("kind") == "qemu-user" and value is None:
+            raise ValueError("expected the board's core (e.g. 'cortex-a72') for kind 'qemu-user'")
+        return value
+
+    def describe(self) -> str:
+        """One-line summary, e.g. ``"qemu-user aarch64 -cpu cortex-a72"``."""
+        parts = [self.kind, self.arch]
+        if self.machine:
+            parts.append(f"-M {self.machine}")
+        if self.cpu:
+            parts.append(f"-cpu {self.cpu}")
+        return " ".join(parts)
+
+
+class BoardProfile(BaseModel):
+    """One board: its CPU, memory budgets, runtimes, emulator and sources.
+
+    Attributes:
+        schema_version: version of this schema; only ``1`` exists.
+        name: registry key, lowercase with ``-`` (e.g. ``"rpi4b"``).
+        display_name: human name, including the variant (e.g. RAM size).
+        vendor: board vendor.
+        cpu: CPU core, e.g. ``"Cortex-M7"``.
+        isa: instruction set architecture, e.g. ``"armv7e-m"``.
+        clock_hz: CPU clock in Hz.
+        cores: number of CPU cores.
+        os: ``"linux"`` or ``"baremetal"`` (firmware, possibly with an RTOS linked in).
+        flash_bytes: non-volatile storage in bytes (on-chip flash for MCUs, the
+            storage medium for Linux boards).
+        ram_bytes: on MCUs the largest contiguous RAM region usable for the TFLM
+            arena; on Linux boards the DRAM, in bytes.
+        reserved_flash_bytes: flash kept for the bootloader/OS/application, in bytes.
+        reserved_ram_bytes: RAM kept for the OS/application (stacks, heap, globals), in bytes.
+        runtimes: the inference runtimes this board can run.
+        emulator: how to emulate the board, if it can be emulated.
+        npu: NPU identifier (e.g. ``"ethos-u55-128"``), if any.
+        sources: datasheet / product-page URLs backing the numbers.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1]
+    name: BoardName
+    display_name: NonEmptyStr
+    vendor: NonEmptyStr
+    cpu: NonEmptyStr
+    isa: NonEmptyStr
+    clock_hz: PositiveInt
+    cores: PositiveInt
+    os: Literal["linux", "baremetal"]
+    flash_bytes: PositiveInt
+    ram_bytes: PositiveInt
+    reserved_flash_bytes: NonNegativeInt
+    reserved_ram_bytes: NonNegativeInt
+    runtimes: tuple[Runtime, ...] = Field(min_length=1)
+    emulator: Emulator | None = None
+    npu: NonEmptyStr | None = None
+    sources: tuple[SourceUrl, ...] = Field(min_length=1)
+
+    @field_validator("reserved_flash_bytes", "reserved_ram_bytes")
+    @classmethod
+    def _reserve_below_total(cls, value: int, info: ValidationInfo) -> int:
+        total_field = "flash_bytes" if info.field_name == "reserved_flash_bytes" else "ram_bytes"
+        total = info.data.get(total_field)
+        if total is not None and value >= total:
+            raise ValueError(f"expected less than {total_field} ({total}) so the budget stays positive")
+        return value
+
+    @field_validator("runtimes")
+    @classmethod
+    def _runtimes_fit_os(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("expected each runtime once")
+        os_name = info.data.get("os")
+        if os_name == "baremetal":
+            needs_linux = sorted(set(value) & LINUX_RUNTIMES)
+            if needs_linux:
+                raise ValueError(f"expected only 'tflm' on a baremetal board; {needs_linux} need os 'linux'")
+        return value
+
+    @field_validator("emulator")
+    @classmethod
+    def _emulator_fits_os(cls, value: Emulator | None, info: ValidationInfo) -> Emulator | None:
+        os_name = info.data.get("os")
+        if value is not None and os_name is not None:
+            wanted = "qemu-user" if os_name == "linux" else "qemu-system"
+            if value.kind != wanted:
+                raise ValueError(f"expected kind {wanted!r} for os {os_name!r}, got {value.kind!r}")
+        return value
+
+    @property
+    def flash_budget_bytes(self) -> int:
+        """Flash left for the model and runtime code: ``flash_bytes - reserved_flash_bytes``."""
+        return self.flash_bytes - self.reserved_flash_bytes
+
+    @property
+    def ram_budget_bytes(self) -> int:
+        """RAM left for the model's arena / peak memory: ``ram_bytes - reserved_ram_bytes``."""
+        return self.ram_bytes - self.reserved_ram_bytes
+
+
+def format_bytes(n_bytes: int) -> str:
+    """Human-readable size with binary units, e.g. ``1048576 -> "1 MiB"``, ``1536 -> "1.5 KiB"``.
+
+    Args:
+        n_bytes: a size in bytes (may be negative, e.g. a headroom).
+    """
+    if abs(n_bytes) < 1024:
+        return f"{n_bytes} B"
+    value = n_bytes / 1024
+    unit = "KiB"
+    for unit in ("KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            break
+        value /= 1024
+    return f"{value:.2f}".rstrip("0").rstrip(".") + f" {unit}"
+
+
+def format_hz(clock_hz: int) -> str:
+    """Human-readable clock, e.g. ``216_000_000 -> "216 MHz"``, ``1_800_000_000 -> "1.8 GHz"``."""
+    if clock_hz >= 1_000_000_000:
+        return f"{clock_hz / 1e9:g} GHz"
+    if clock_hz >= 1_000_000:
+        return f"{clock_hz / 1e6:g} MHz"
+    return f"{clock_hz} Hz"
+
+
+def boards_table(boards: Iterable[BoardProfile]) -> Table:
+    """A rich table with one row per board (for ``tinyshare boards list``)."""
+    from rich.table import Table
+
+    table = Table(title="Boards")
+    for header in ("name", "board", "cpu", "os", "flash budget", "RAM budget", "runtimes", "emulator"):
+        table.add_column(header, justify="right" if "budget" in header else "left")
+    for board in boards:
+        table.add_row(
+            board.name,
+            board.display_name,
+            f"{board.cores}x {board.cpu} @ {format_hz(board.clock_hz)}",
+            board.os,
+            format_bytes(board.flash_budget_bytes),
+            format_bytes(board.ram_budget_bytes),
+            ", ".join(board.runtimes),
+            board.emulator.describe() if board.emulator else "-",
+        )
+    return table
+
+
+def board_details(board: BoardProfile) -> Table:
+    """A rich two-column field/value table for one board (for ``tinyshare boards show``)."""
+    from rich.table import Table
+
+    table = Table(title=f"{board.display_name} ({board.name})", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+
+    def sized(n_bytes: int) -> str:
+        return f"{n_bytes:,} B ({format_bytes(n_bytes)})"
+
+    rows: list[tuple[str, str]] = [
+        ("vendor", board.vendor),
+        ("cpu", f"{board.cores}x {board.cpu} ({board.isa}) @ {format_hz(board.clock_hz)}"),
+        ("os", board.os),
+        ("flash_bytes", sized(board.flash_bytes)),
+        ("reserved_flash_bytes", sized(board.reserved_flash_bytes)),
+        ("flash_budget_bytes", sized(board.flash_budget_bytes)),
+        ("ram_bytes", sized(board.ram_bytes)),
+        ("reserved_ram_bytes", sized(board.reserved_ram_bytes)),
+        ("ram_budget_bytes", sized(board.ram_budget_bytes)),
+        ("runtimes", ", ".join(board.runtimes)),
+        ("emulator", board.emulator.describe() if board.emulator else "-"),
+        ("npu", board.npu or "-"),
+    ]
+    rows += [("sources" if i == 0 else "", url) for i, url in enumerate(board.sources)]
+    for field, value in rows:
+        table.add_row(field, value)
+    return table
