@@ -51,6 +51,7 @@ def _cmd_run(args, console) -> int:
         overrides.append("boards=[" + ", ".join(f'"{b}"' for b in args.board) + "]")
     cfg = load_config(args.config, overrides)
     until = Stage.parse(args.until)
+    _quiet_torch_logs(args.verbose)
     command = "tinyshare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as bar:
@@ -82,11 +83,46 @@ def _cmd_boards(args, console) -> int:
     return 0
 
 
+_NOISY_LOGGERS = ("torch", "torchao", "root", "absl", "litert_torch", "onnxscript", "jax")
+
+
+def _quiet_third_party(verbose: bool) -> None:
+    """Keep the terminal for our progress and results: silence libraries' chatter.
+
+    C++ runtimes read their log levels from the environment, so this runs before any of
+    them is imported. ``--verbose`` leaves everything on.
+    """
+    if verbose:
+        return
+    import os
+    import warnings
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    os.environ.setdefault("ORT_LOG_SEVERITY_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|torchao|onnxscript)")
+    for name in _NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _quiet_torch_logs(verbose: bool) -> None:
+    """torch configures its loggers when imported, so they are quieted after that."""
+    if verbose:
+        return
+    import torch  # noqa: F401  (the run needs it anyway)
+
+    for name in ("torch", "torch.onnx", "torch.utils._pytree", "torch.export"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit code: 0 ok, 2 bad input (one line on stderr)."""
     from rich.console import Console
 
     args = _parser().parse_args(argv)
+    _quiet_third_party(args.verbose)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     console = Console()

@@ -67,5 +67,6 @@ def export_tflite_float(model, example, path: str | Path) -> Path:
 
     deploy = switch_to_deploy(copy.deepcopy(model).eval())
     with _quiet_litert() as lt:
-        edge = lt.convert(lt.to_channel_last_io(deploy, args=[0]), (_nhwc_example(example),))
+        edge = lt.convert(lt.to_channel_last_io(deploy, args=[0]).eval(),
+                          (_nhwc_example(example),))
     return _write(edge, Path(path))

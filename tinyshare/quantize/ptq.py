@@ -117,6 +117,7 @@ def quantize_ptq(
         SharingError: a shared weight would get two different scale sets.
     """
     import torch
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from tinyshare.models.layers import switch_to_deploy
@@ -139,6 +140,7 @@ def quantize_ptq(
     finally:
         torch.set_num_threads(threads)
     converted = convert_pt2e(prepared, fold_quantize=False)
+    move_exported_model_to_eval(converted)
     weights = extract_weights(converted, shared)
     in_q, out_q = _io_qparams(converted)
     return QuantizedModel(

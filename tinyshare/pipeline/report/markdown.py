@@ -11,6 +11,16 @@ def _pct(x: float) -> str:
     return f"{100.0 * x:.2f} %"
 
 
+def _planner_note(arena: dict) -> str:
+    planner, found = arena["planner_reported_bytes"], arena["arena_bytes"]
+    if planner is None:
+        return "The allocator's own total could not be read."
+    if planner == found:
+        return "The allocator's own total is the same here; it is not a safe size in general."
+    return (f"The allocator's own total, {_b(planner)}, is {found - planner:,} B short of "
+            "what the model needs to run: it leaves out the planner's scratch.")
+
+
 def _table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
@@ -79,8 +89,7 @@ def board_markdown(r: dict) -> str:
         f"{_b(fp['weights_bytes'])}. Runtime code: {fp['runtime_code_flash']}.",
         f"- RAM: {fp['ram_method']}.",
         f"- TFLM arena: {_b(fp['arena']['arena_bytes'])} (the unshared twin: "
-        f"{_b(fp['arena']['twin_arena_bytes'])}); the allocator's own total was "
-        f"{_b(fp['arena']['planner_reported_bytes'])}, which is not a safe size.",
+        f"{_b(fp['arena']['twin_arena_bytes'])}). {_planner_note(fp['arena'])}",
         f"- Budgets are the board's totals less reserved flash {_b(b['reserved_flash_bytes'])} "
         f"and RAM {_b(b['reserved_ram_bytes'])}.",
     ]
