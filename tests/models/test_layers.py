@@ -90,7 +90,7 @@ def test_shared_linear_equals_linear_with_rank1_weight(deploy):
     layer = SharedLinear(in_features=64, out_features=10)
     layer.deploy = deploy
     x = torch.randn(4, 64)
-    ref = F.linear(x, torch.outer(layer.scale, layer.weight), layer.bias)
+    ref = F.linear(x, layer.scale @ layer.weight, layer.bias)
     y = layer(x)
     torch.testing.assert_close(y, ref, atol=ATOL, rtol=1e-5)
     torch.testing.assert_close(y, layer.unshared_twin()(x), atol=ATOL, rtol=1e-5)
@@ -120,7 +120,7 @@ def test_gradients_reach_the_single_shared_parameter(make, shape, deploy):
     assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     if isinstance(layer, SharedLinear):
         # d/dv of Σ s_o v·x: the twin's gradient rows, weighted by s_o, summed.
-        expected = (twin.weight.grad * layer.scale.detach()[:, None]).sum(0)
+        expected = (twin.weight.grad * layer.scale.detach()).sum(0, keepdim=True)
     else:
         # The shared filter's gradient is the sum of the twin's per-channel gradients.
         dims = (1,) if isinstance(layer, SharedConv2d) else (0,)

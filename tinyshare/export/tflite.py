@@ -24,8 +24,13 @@ def _quiet_litert():
         litert_torch.config.show_progress = old
 
 
-def _nhwc_example(example):
-    return example.permute(0, 2, 3, 1).contiguous()  # (1, C, H, W) → (1, H, W, C)
+def _channel_last(lt, module, example):
+    """Wrap a (1, C, H, W) model so the graph takes (1, H, W, C); other ranks pass as is."""
+    if example.dim() != 4:
+        return module, example
+    wrapped = lt.to_channel_last_io(module, args=[0])
+    wrapped.training = False  # PT2E graphs refuse .eval(); both inputs are in eval mode
+    return wrapped, example.permute(0, 2, 3, 1).contiguous()
 
 
 def _write(edge_model, path: Path) -> Path:
@@ -38,19 +43,17 @@ def _write(edge_model, path: Path) -> Path:
 
 
 def export_tflite_int8(qm: QuantizedModel, path: str | Path) -> Path:
-    """Convert the PT2E int8 graph to a fully int8 ``.tflite`` (int8 I/O, NHWC input).
+    """Convert the PT2E int8 graph to a fully int8 ``.tflite`` (int8 I/O).
 
-    Input tensor: (1, H, W, C) int8 with ``qm.input_scale`` / ``qm.input_zero_point``.
+    Input tensor: (1, H, W, C) int8 for image models ((1, F) for vectors), with
+    ``qm.input_scale`` / ``qm.input_zero_point``.
     """
     from litert_torch.quantize.quant_config import QuantConfig
 
     with _quiet_litert() as lt:
-        wrapped = lt.to_channel_last_io(qm.graph, args=[0])
-        wrapped.training = False  # the PT2E graph is in eval mode; exported graphs refuse .eval()
-        edge = lt.convert(
-            wrapped, (_nhwc_example(qm.example_input),),
-            quant_config=QuantConfig(pt2e_quantizer=qm.quantizer),
-        )
+        module, example = _channel_last(lt, qm.graph, qm.example_input)
+        edge = lt.convert(module, (example,),
+                          quant_config=QuantConfig(pt2e_quantizer=qm.quantizer))
     return _write(edge, Path(path))
 
 
@@ -58,8 +61,8 @@ def export_tflite_float(model, example, path: str | Path) -> Path:
     """Convert a float model (shared layers in deploy form) to float32 ``.tflite``.
 
     Args:
-        model: ``torch.nn.Module`` taking (1, C, H, W) float32.
-        example: (1, C, H, W) float32 tensor.
+        model: ``torch.nn.Module`` taking (1, C, H, W) (or (1, F)) float32.
+        example: an input of that shape; 4-D models get an NHWC graph input.
     """
     import copy
 
@@ -67,6 +70,6 @@ def export_tflite_float(model, example, path: str | Path) -> Path:
 
     deploy = switch_to_deploy(copy.deepcopy(model).eval())
     with _quiet_litert() as lt:
-        edge = lt.convert(lt.to_channel_last_io(deploy, args=[0]).eval(),
-                          (_nhwc_example(example),))
+        module, nhwc = _channel_last(lt, deploy, example)
+        edge = lt.convert(module, (nhwc,))
     return _write(edge, Path(path))

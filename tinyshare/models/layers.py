@@ -233,8 +233,11 @@ class SharedConv2d(nn.Module):
 class SharedLinear(nn.Module):
     """Rank-1 linear layer: one weight vector shared by all outputs.
 
-    y_o = s_o · (v · x) + b_o. Parameters: ``weight`` v (in_features,), ``scale``
-    s (out_features,) and ``bias`` b (out_features,): in + 2·out parameters.
+    y_o = s_o · (v · x) + b_o. Parameters: ``weight`` v (1, in_features), ``scale``
+    s (out_features, 1) and ``bias`` b (out_features,): in + 2·out parameters. The
+    shapes are the ones ``F.linear`` takes, so the deploy graph reads the parameters
+    with no reshape in between (a reshape before the quantizer would keep them float
+    in the ONNX file).
 
     The deploy form is two ordinary linears, (in → 1, no bias) then (1 → out, weight s,
     bias b), so both quantize with standard int8 FULLY_CONNECTED kernels.
@@ -248,8 +251,8 @@ class SharedLinear(nn.Module):
         self.in_features = in_features
         self.out_features = out_features
         self.deploy = False
-        self.weight = nn.Parameter(torch.empty(in_features))
-        self.scale = nn.Parameter(torch.empty(out_features))
+        self.weight = nn.Parameter(torch.empty(1, in_features))
+        self.scale = nn.Parameter(torch.empty(out_features, 1))
         if bias:
             self.bias = nn.Parameter(torch.empty(out_features))
         else:
@@ -270,18 +273,17 @@ class SharedLinear(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = F.linear(x, self.weight)  # (N, 1) = v · x
         if self.deploy:
-            z = F.linear(x, self.weight.unsqueeze(0))  # (N, 1)
-            return F.linear(z, self.scale.unsqueeze(1), self.bias)  # (N, out)
-        z = x @ self.weight  # (N,)
-        y = z.unsqueeze(1) * self.scale
+            return F.linear(z, self.scale, self.bias)  # (N, out)
+        y = z * self.scale.t()  # (N, out), broadcast multiply: no (out, in) matrix
         return y + self.bias if self.bias is not None else y
 
     def unshared_twin(self) -> nn.Linear:
         """An ``nn.Linear`` whose weight is the rank-1 outer product s vᵀ."""
         lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
         with torch.no_grad():
-            lin.weight.copy_(torch.outer(self.scale, self.weight))
+            lin.weight.copy_(self.scale @ self.weight)
             if self.bias is not None:
                 lin.bias.copy_(self.bias)
         return lin

@@ -141,6 +141,7 @@ def quantize_ptq(
         torch.set_num_threads(threads)
     converted = convert_pt2e(prepared, fold_quantize=False)
     move_exported_model_to_eval(converted)
+    converted.training = False  # exported graphs refuse .eval(); the flag is all that is left
     weights = extract_weights(converted, shared)
     in_q, out_q = _io_qparams(converted)
     return QuantizedModel(

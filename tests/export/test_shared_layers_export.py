@@ -1,0 +1,74 @@
+"""Every shared layer survives int8 export: one stored copy, exact predicted bytes, and
+runtimes that agree. Covers SharedConv2d (channel SUM, then conv) and SharedLinear
+(two FULLY_CONNECTED), which the digits demo model does not use."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tinyshare.export.inspect import inspect_model
+from tinyshare.export.onnx import export_onnx_int8
+from tinyshare.export.storage import expected_storage
+from tinyshare.export.tflite import export_tflite_int8
+from tinyshare.models.layers import SharedConv2d, SharedDepthwiseConv2d, SharedLinear
+from tinyshare.quantize.ptq import quantize_ptq
+
+
+class AllShared(nn.Module):
+    """(N, 3, 8, 8) → (N, 5): every shared layer kind once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = SharedConv2d(3, 8, 3, padding=1, activation="relu")
+        self.dw = SharedDepthwiseConv2d(8, 3, padding=1, activation="relu")
+        self.fc = SharedLinear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dw(self.conv(x))
+        x = F.max_pool2d(x, 8).flatten(1)  # (N, 8)
+        return self.fc(x)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = AllShared().eval()
+    qm = quantize_ptq(model, rng.random((32, 3, 8, 8), dtype=np.float32))
+    d = tmp_path_factory.mktemp("allshared")
+    return {"qm": qm, "tflite": export_tflite_int8(qm, d / "m.tflite"),
+            "onnx": export_onnx_int8(qm, d / "m.onnx"),
+            "x": rng.random((50, 3, 8, 8), dtype=np.float32)}
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_stored_bytes_match_prediction(exported, fmt):
+    info = inspect_model(exported[fmt])
+    assert info.stored_weight_bytes == expected_storage(exported["qm"], fmt).total_bytes
+    shapes = sorted(tuple(w.values.shape) for w in exported["qm"].weights)
+    # conv: one 3x3 filter per output channel; dw: one 3x3 filter; fc: v (8,), s (5, 1)
+    assert (8, 1, 3, 3) in shapes and (1, 1, 3, 3) in shapes
+    assert (1, 8) in shapes and (5, 1) in shapes
+
+
+def test_tflite_graph_is_int8_without_transpose(exported):
+    ops = [o.op_code for o in inspect_model(exported["tflite"]).ops]
+    assert "TRANSPOSE" not in ops and "DEQUANTIZE" not in ops
+    assert "SUM" in ops and ops.count("FULLY_CONNECTED") == 2
+
+
+def test_runtimes_follow_the_int8_graph(exported):
+    from tinyshare.targets.agreement import compare
+    from tinyshare.targets.runtimes.litert import run_litert
+    from tinyshare.targets.runtimes.onnxruntime import run_onnxruntime
+
+    x = exported["x"]
+    ref = run_litert(exported["tflite"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    ort = run_onnxruntime(exported["onnx"], x, optimization="disable")
+    assert compare(ref, ort, tolerance_lsb=1).within_tolerance
+    torch_out = exported["qm"].run(x)
+    assert np.abs(ref.dequantized - torch_out).max() <= 1.01 * exported["qm"].output_scale
