@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_third_party(args.verbose)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    console = Console()
+    # Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         if args.command == "run":
             return _cmd_run(args, console)

@@ -134,3 +134,11 @@ def test_exit_code_from_a_real_process(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "tinyshare: error: unknown board 'nope'; known: nano33-ble-sense, rpi4b, "
         "stm32f746g-disco"]
+
+
+def test_until_data_writes_only_the_data_stage(tmp_path, capsys):
+    code = main(["run", str(_config(tmp_path, name="early")), "--until", "data"])
+    assert code == 0
+    run_dir = tmp_path / "runs" / "early"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["data", "manifest.json"]
+    assert "Report: " in capsys.readouterr().out
