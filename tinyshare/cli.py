@@ -46,29 +46,37 @@ def _cmd_run(args, console) -> int:
     from tinyshare.config import load_config
     from tinyshare.pipeline.stages import Stage, run
 
-    overrides = list(args.set)
+    cfg = load_config(args.config, list(args.set))
     if args.board:
-        overrides.append("boards=[" + ", ".join(f'"{b}"' for b in args.board) + "]")
-    cfg = load_config(args.config, overrides)
+        cfg = cfg.model_copy(update={"boards": list(args.board)})  # names checked by run()
     until = Stage.parse(args.until)
     _quiet_torch_logs(args.verbose)
     command = "tinyshare " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
-        tasks: dict[str, int] = {}
+    bar = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=False)
+    tasks: dict[str, int] = {}
 
-        def progress(task: str, done: int, total: int) -> None:
-            if task not in tasks:
-                tasks[task] = bar.add_task(task, total=total)
-            bar.update(tasks[task], completed=done, total=total)
+    def progress(task: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()  # only once work starts, so input errors print nothing but one line
+        if task not in tasks:
+            tasks[task] = bar.add_task(task, total=total)
+        bar.update(tasks[task], completed=done, total=total)
 
+    try:
         result = run(cfg, until=until, progress=progress, command=command)
+    finally:
+        if tasks:
+            bar.stop()
     for board, verdict in result.verdicts.items():
         style = "green" if verdict == "PASS" else "red"
         console.print(f"  {board:<18} [{style}]{verdict}[/{style}]  "
                       f"{result.board_reports[board]}", soft_wrap=True)
-    where = result.summary_report or result.run_dir
-    console.print(f"Report: {where}", soft_wrap=True)
+    if result.summary_report:
+        console.print(f"Report: {result.summary_report}", soft_wrap=True)
+    else:
+        console.print(f"Run folder (stopped after {until.name.lower()}): {result.run_dir}",
+                      soft_wrap=True)
     return 0
 
 

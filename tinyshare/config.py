@@ -62,7 +62,7 @@ class RunConfig(BaseModel):
     model_config = _Strict
     schema_version: Literal[1] = CONFIG_SCHEMA_VERSION
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**31 - 1)
     output_dir: str = "runs"
     boards: list[str] = ["rpi4b", "stm32f746g-disco", "nano33-ble-sense"]
     data: DataConfig = DataConfig()

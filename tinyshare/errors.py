@@ -39,3 +39,11 @@ class RuntimeUnavailableError(TinyshareError):
 
 class SharingError(TinyshareError):
     """Weight sharing was broken by a stage (a shared weight duplicated or quantized twice)."""
+
+
+class QuantizationError(TinyshareError):
+    """The quantized graph is not fully int8 (an op on the path is not supported)."""
+
+
+class ExportError(TinyshareError):
+    """An exporter produced, or would produce, a file that breaks the int8 contract."""

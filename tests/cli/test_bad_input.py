@@ -22,8 +22,10 @@ def _config(tmp_path: Path, body: str = "", name: str = "bad") -> Path:
 
 def _run(capsys, argv: list[str]) -> tuple[int, str]:
     code = main(argv)
-    err = capsys.readouterr().err.strip()
-    return code, err
+    captured = capsys.readouterr()
+    if code == 2:
+        assert captured.out == "", f"bad input printed to stdout: {captured.out!r}"
+    return code, captured.err.strip()
 
 
 def _assert_one_line_error(code: int, err: str, *needles: str) -> None:
@@ -130,10 +132,12 @@ def test_exit_code_from_a_real_process(tmp_path):
     """The console entry point itself exits 2 with one line (no traceback)."""
     proc = subprocess.run([sys.executable, "-m", "tinyshare", "boards", "show", "nope"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    from tinyshare.targets.board_registry import list_boards
+
+    known = ", ".join(b.name for b in list_boards())
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "tinyshare: error: unknown board 'nope'; known: nano33-ble-sense, rpi4b, "
-        "stm32f746g-disco"]
+        f"tinyshare: error: unknown board 'nope'; known: {known}"]
 
 
 def test_until_data_writes_only_the_data_stage(tmp_path, capsys):
@@ -141,4 +145,19 @@ def test_until_data_writes_only_the_data_stage(tmp_path, capsys):
     assert code == 0
     run_dir = tmp_path / "runs" / "early"
     assert sorted(p.name for p in run_dir.iterdir()) == ["data", "manifest.json"]
-    assert "Report: " in capsys.readouterr().out
+    assert "Run folder (stopped after data): " in capsys.readouterr().out
+
+
+def test_class_too_small_to_split(tmp_path, capsys):
+    npz = tmp_path / "tiny_class.npz"
+    y = np.array([0] * 30 + [1] * 30 + [2], dtype=np.int64)
+    np.savez(npz, x=np.zeros((len(y), 1, 4, 4), np.float32), y=y)
+    cfg = _config(tmp_path, f'[data]\nsource = "npz"\npath = "{npz}"\n')
+    code, err = _run(capsys, ["run", str(cfg)])
+    _assert_one_line_error(code, err, "tiny_class.npz", "class 2 has 1")
+    _assert_no_run_folder(tmp_path)
+
+
+def test_negative_seed(tmp_path, capsys):
+    code, err = _run(capsys, ["run", str(_config(tmp_path, "seed = -1\n"))])
+    _assert_one_line_error(code, err, "seed")

@@ -1,7 +1,8 @@
 """Seeded model files for the export tests, built once per session.
 
 * ``twice_conv``: a float torch model whose ``shared`` ``nn.Conv2d`` is called twice.
-* ``twice_conv_tflite``: that model through litert-torch's PT2E int8 flow (.tflite).
+* ``twice_conv_tflite``: that model through our own int8 pipeline
+  (``tinyshare.quantize.ptq.quantize_ptq`` -> ``tinyshare.export.tflite.export_tflite_int8``).
 * ``twice_conv_onnx``: that model in float through ``torch.onnx.export(dynamo=True)``.
 * ``qdq_onnx``: a hand-built int8 QDQ ONNX graph (``onnx.helper``) with shared initializers.
 
@@ -70,58 +71,23 @@ def twice_conv():
     return SimpleNamespace(model=model, example=example, calls=calls)
 
 
-def _split_shared_get_attr(gm) -> None:
-    """Give every use of a shared parameter its own get_attr node (REFERENCE.md)."""
-    for node in list(gm.graph.nodes):
-        if node.op == "get_attr" and len(node.users) > 1:
-            for user in list(node.users)[1:]:
-                with gm.graph.inserting_after(node):
-                    twin = gm.graph.get_attr(node.target)
-                user.replace_input_with(node, twin)
-    gm.graph.lint()
-    gm.recompile()
-
-
 @pytest.fixture(scope="session")
 def twice_conv_tflite(twice_conv, tmp_path_factory) -> Path:
-    """``twice_conv`` as a per-channel int8 .tflite (PT2E -> litert-torch)."""
-    import litert_torch
-    import torch
-    from litert_torch.quantize.pt2e_quantizer import (
-        PT2EQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    """``twice_conv`` as a per-channel int8 .tflite made by our pipeline (NHWC int8 I/O).
 
-    args = (twice_conv.example,)
-    gm = torch.export.export(twice_conv.model, args).module()
-    _split_shared_get_attr(gm)
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    prepared = prepare_pt2e(gm, quantizer)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(CALIB_SEED)
-        with torch.no_grad():
-            for _ in range(16):
-                prepared(torch.randn(1, 1, 8, 8, generator=gen))
-    finally:
-        torch.set_num_threads(threads)
-    converted = convert_pt2e(prepared, fold_quantize=False)
-    converted.training = False  # eval mode; exported graphs refuse .eval()
+    ``quantize_ptq`` unties the shared conv's uses (``untie_shared_uses``) so each call
+    site is quantized while the weight stays one tensor. ``nn.Conv2d`` has no deploy
+    form, so the model goes in as it is.
+    """
+    import numpy as np
 
+    from tinyshare.export.tflite import export_tflite_int8
+    from tinyshare.quantize.ptq import quantize_ptq
+
+    calib = np.random.default_rng(CALIB_SEED).normal(size=(16, 1, 8, 8)).astype(np.float32)
+    qm = quantize_ptq(twice_conv.model, calib, per_channel=True)
     path = tmp_path_factory.mktemp("tflite") / "twice_conv_int8.tflite"
-    old = litert_torch.config.show_progress
-    litert_torch.config.show_progress = False
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            edge = litert_torch.convert(
-                converted, args, quant_config=QuantConfig(pt2e_quantizer=quantizer))
-            edge.export(str(path))
-    finally:
-        litert_torch.config.show_progress = old
-    return path
+    return export_tflite_int8(qm, path)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from tinyshare.errors import ModelFileError
-from tinyshare.export.inspect import ModelInfo, inspect_model, summary_rows
+from tinyshare.export.inspect import ModelInfo, inspect_model, require_model_file, summary_rows
 
 WEIGHT_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
@@ -276,6 +276,21 @@ def test_directory_and_unknown_suffix(tmp_path):
 def test_empty_file(tmp_path, suffix):
     (tmp_path / f"empty{suffix}").write_bytes(b"")
     assert "empty" in str(_assert_one_line_error(tmp_path / f"empty{suffix}"))
+
+
+def test_require_model_file_checks_the_named_or_suffix_format(tmp_path):
+    flatbuffer = tmp_path / "model.bin"
+    flatbuffer.write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(8))
+    assert require_model_file(flatbuffer, "tflite") == flatbuffer.absolute()
+    with pytest.raises(ModelFileError, match="unknown model format '.bin'"):
+        require_model_file(flatbuffer)  # no format given and no known suffix
+    proto = tmp_path / "proto.tflite"
+    proto.write_bytes(b"\x08\x0a\x12\x04test")  # not a flatbuffer
+    assert require_model_file(proto, "onnx") == proto.absolute()
+    with pytest.raises(ModelFileError, match=r"proto\.tflite: not a TFLite flatbuffer"):
+        require_model_file(proto)
+    with pytest.raises(ModelFileError, match="unknown model format 'pb'"):
+        require_model_file(proto, "pb")
 
 
 @pytest.fixture(params=["tflite", "onnx"])

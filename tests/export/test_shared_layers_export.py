@@ -14,7 +14,12 @@ from tinyshare.export.inspect import inspect_model
 from tinyshare.export.onnx import export_onnx_int8
 from tinyshare.export.storage import expected_storage
 from tinyshare.export.tflite import export_tflite_int8
-from tinyshare.models.layers import SharedConv2d, SharedDepthwiseConv2d, SharedLinear
+from tinyshare.models.layers import (
+    SharedConv2d,
+    SharedDepthwiseConv2d,
+    SharedLinear,
+    switch_to_deploy,
+)
 from tinyshare.quantize.ptq import quantize_ptq
 
 
@@ -37,7 +42,7 @@ class AllShared(nn.Module):
 def exported(tmp_path_factory):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    model = AllShared().eval()
+    model = switch_to_deploy(AllShared()).eval()
     qm = quantize_ptq(model, rng.random((32, 3, 8, 8), dtype=np.float32))
     d = tmp_path_factory.mktemp("allshared")
     return {"qm": qm, "tflite": export_tflite_int8(qm, d / "m.tflite"),
@@ -72,3 +77,9 @@ def test_runtimes_follow_the_int8_graph(exported):
     assert compare(ref, ort, tolerance_lsb=1).within_tolerance
     torch_out = exported["qm"].run(x)
     assert np.abs(ref.dequantized - torch_out).max() <= 1.01 * exported["qm"].output_scale
+
+
+def test_training_form_is_refused_before_export():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="training form"):
+        quantize_ptq(AllShared().eval(), rng.random((2, 3, 8, 8), dtype=np.float32))

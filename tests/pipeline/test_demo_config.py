@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +19,7 @@ def test_digits_demo_accuracy_and_reports(tmp_path):
     cfg = load_config(ROOT / "configs" / "digits.toml", [f'output_dir="{tmp_path}"'])
     result = run(cfg, command="pytest demo")
     v = result.validation
-    assert v.n_samples == 360
+    assert v.n_samples == np.load(result.run_dir / "data" / "test.npz")["y"].shape[0]
     assert v.float_pytorch_accuracy >= 0.95
     for name, check in v.checks.items():
         drop_points = (v.float_pytorch_accuracy - check.accuracy) * 100

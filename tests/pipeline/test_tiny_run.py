@@ -42,7 +42,9 @@ def test_run_folder_holds_models_reports_and_manifest(tiny_run):
 def test_manifest_hashes_every_file(tiny_run):
     d = tiny_run.run_dir
     manifest = json.loads((d / "manifest.json").read_text())
-    assert manifest["seed"] == 0 and manifest["versions"]["torch"].startswith("2.13.0")
+    from importlib.metadata import version
+
+    assert manifest["seed"] == 0 and manifest["versions"]["torch"] == version("torch")
     listed = manifest["files_sha256"]
     on_disk = {str(p.relative_to(d)) for p in d.rglob("*")
                if p.is_file() and p != d / "manifest.json"}
@@ -72,10 +74,12 @@ def test_each_shared_weight_is_stored_once_and_read_at_every_call_site(tiny_run,
     weights = tiny_run.quantized.shared.weights
     int8_stored = [t for t in info.weight_tensors if t.dtype == "int8"]
     assert len(int8_stored) == len(weights)
-    readers = {g.nbytes: len(g.consumer_ops) for g in info.sharing_groups}
-    for w in weights:
-        if w.call_sites > 1:
-            assert readers.get(w.values.size) == w.call_sites, w.name
+    shared = [w for w in weights if w.call_sites > 1]
+    # One storage group per shared int8 weight, read once per call site.
+    int8_groups = sorted(
+        (g.nbytes, len(g.consumer_ops)) for g in info.sharing_groups
+        if all(info.tensor(n).dtype == "int8" for n in g.tensor_names))
+    assert int8_groups == sorted((w.values.size, w.call_sites) for w in shared)
 
 
 def _sorted_key(values: np.ndarray, scales) -> tuple:
@@ -132,13 +136,12 @@ def test_int8_runtimes_agree_with_the_reference(tiny_run):
 
 def test_onnx_level_difference_is_reported_never_averaged(tiny_run):
     v = tiny_run.validation
-    a = v.checks["onnxruntime[ORT_ENABLE_ALL]"].agreement
-    b = v.checks["onnxruntime[ORT_DISABLE_ALL]"].agreement
+    raw = np.load(tiny_run.run_dir / "validate" / "outputs_int8.npz")
+    same = np.array_equal(raw["onnxruntime[ORT_ENABLE_ALL]"], raw["onnxruntime[ORT_DISABLE_ALL]"])
+    assert (v.onnx_level_finding is None) == same
     report = json.loads((tiny_run.run_dir / "boards" / "rpi4b" / "report.json").read_text())
     names = {c["name"]: c["status"] for c in report["checks"]}
-    if (a.max_abs_diff_lsb, a.n_values_differing) != (b.max_abs_diff_lsb, b.n_values_differing):
-        assert v.onnx_level_finding is not None
-        assert names["onnxruntime optimization levels"] == "FAIL"
+    assert names.get("onnxruntime optimization levels") == (None if same else "FAIL")
 
 
 def test_verdict_follows_the_checks(tiny_run):

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from tinyshare.errors import BoardError
-from tinyshare.targets.board import KNOWN_RUNTIMES, BoardProfile, board_details, boards_table
+from tinyshare.targets.board import BoardProfile, board_details, boards_table
 from tinyshare.targets.board_registry import board_registry, list_boards, load_board, parse_board
+from tinyshare.targets.runtimes.registry import RUNTIMES
 
 BOARD_NAMES = board_registry().names()
 PACKAGED = Path(__file__).resolve().parents[2] / "tinyshare" / "targets" / "boards"
@@ -61,7 +62,8 @@ def test_every_board_cites_https_sources(name):
 @pytest.mark.parametrize("name", BOARD_NAMES, ids=BOARD_NAMES)
 def test_runtimes_and_emulator_match_the_os(name):
     board = load_board(name)
-    assert set(board.runtimes) <= set(KNOWN_RUNTIMES)
+    assert set(board.runtimes) <= set(RUNTIMES.names())
+    assert all(board.os in RUNTIMES.get(rt).os for rt in board.runtimes)
     if board.os == "baremetal":
         assert board.runtimes == ("tflm",)
         assert board.emulator is None or board.emulator.kind == "qemu-system"
@@ -132,8 +134,11 @@ BAD_CASES = [
     ("reserved_ram_bytes = 65_536", "reserved_ram_bytes = -1", "field 'reserved_ram_bytes': expected a non-negative"),
     ("reserved_ram_bytes = 65_536", "reserved_ram_bytes = 327_680", "field 'reserved_ram_bytes': expected less than"),
     ('os = "baremetal"', 'os = "rtos"', "field 'os': expected one of 'linux' or 'baremetal', got 'rtos'"),
-    ('runtimes = ["tflm"]', 'runtimes = ["tvm"]', "field 'runtimes[0]': expected one of"),
-    ('runtimes = ["tflm"]', 'runtimes = ["tflm", "onnxruntime"]', "field 'runtimes': expected only 'tflm'"),
+    ('runtimes = ["tflm"]', 'runtimes = ["tvm"]',
+     "field 'runtimes[0]': expected one of 'litert', 'onnxruntime', 'tflite-runtime' or 'tflm', got 'tvm'"),
+    ('runtimes = ["tflm"]', 'runtimes = ["tflm", "onnxruntime"]',
+     "field 'runtimes': expected only 'tflm' on a baremetal board; ['onnxruntime'] need os 'linux'"),
+    ('runtimes = ["tflm"]', 'runtimes = ["tflm", "tflm"]', "field 'runtimes': expected each runtime once"),
     ("clock_hz = 216_000_000", "", "field 'clock_hz': required but missing"),
     ("cores = 1", "cores = 1\nram_kb = 320", "field 'ram_kb': unknown field"),
     ('"https://www.st.com/resource', '"http://www.st.com/resource', "field 'sources[0]': expected an https:// URL"),

@@ -1,7 +1,8 @@
 """The runtime harnesses: LiteRT, onnxruntime (both levels), TFLM (outputs, arena, ops).
 
 Field cases: C2 (per-channel params are not in the legacy field), C3 (an optimizer
-level changing an int8 result), C4 (the arena figure must run).
+level changing an int8 result), C4 (the arena figure must run). Every harness names its
+run as the runtime capability table's ``host_runs`` do.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinyshare.errors import DataError, RuntimeUnavailableError
+from tinyshare.errors import DataError, ModelFileError, RuntimeUnavailableError
+from tinyshare.export.inspect import inspect_model
 from tinyshare.targets.agreement import compare
-from tinyshare.targets.runtimes.base import RuntimeOutputs, dequantize, quantize_input
+from tinyshare.targets.runtimes.base import RuntimeOutputs, dequantize, package_version, quantize_input
+from tinyshare.targets.runtimes.registry import RUNTIMES
 from tinyshare.targets.runtimes.litert import run_litert, tensor_quant_params
 from tinyshare.targets.runtimes.onnxruntime import (
     level_finding,
@@ -52,6 +55,44 @@ def test_dequantize_known_values():
     )
 
 
+def test_outputs_from_raw_dequantize_int_and_pass_float_through():
+    q = np.array([[-128, -17, 0, 127]], np.int8)
+    out = RuntimeOutputs.from_raw("r", "1", q, (0.5, -17), 2.0, {"a": 1, "gone": None})
+    assert (out.output_scale, out.output_zero_point, out.is_quantized) == (0.5, -17, True)
+    np.testing.assert_array_equal(out.dequantized, [[-55.5, 0.0, 8.5, 72.0]])
+    assert dict(out.extra) == {"a": 1}
+    f = np.array([[0.25, -1.5]], np.float64)
+    out = RuntimeOutputs.from_raw("r", "1", f, None, 2.0)
+    assert (out.output_scale, out.output_zero_point, out.is_quantized) == (1.0, 0, False)
+    assert out.dequantized.dtype == np.float32
+    np.testing.assert_array_equal(out.dequantized, f.astype(np.float32))
+
+
+def test_package_version_of_a_missing_distribution():
+    assert package_version("tinyshare-no-such-distribution") == "not installed"
+    assert package_version("numpy") == np.__version__
+
+
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx"])
+def test_harnesses_reject_missing_and_non_model_files(tmp_path, suffix):
+    missing = tmp_path / f"absent{suffix}"
+    bogus = tmp_path / f"bogus{suffix}"
+    bogus.write_bytes(b"\x00" * 64)
+    x = np.zeros((1, 4), np.float32)
+    if suffix == ".onnx":
+        with pytest.raises(ModelFileError, match="no such file"):
+            run_onnxruntime(missing, x)
+        with pytest.raises(ModelFileError, match="bogus.onnx"):
+            run_onnxruntime(bogus, x)
+        return
+    for run in (run_litert, lambda p, x: run_tflm(p, x, arena_bytes=1024),
+                lambda p, x: find_arena_bytes(p, x)):
+        with pytest.raises(ModelFileError, match="no such file"):
+            run(missing, x)
+        with pytest.raises(ModelFileError, match="no 'TFL3' file identifier"):
+            run(bogus, x)
+
+
 # ----------------------------------------------------------------------------- LiteRT
 
 
@@ -60,6 +101,7 @@ def test_litert_reference_matches_pt2e_graph_within_one_lsb(tiny_tflite):
 
     out = run_litert(tiny_tflite.path, tiny_tflite.inputs)
     assert out.runtime == "litert-ref" and out.raw.dtype == np.int8
+    assert out.runtime in RUNTIMES.get("tflite-runtime").host_runs  # its host stand-in
     assert out.raw.shape == (100, 10) and out.wall_ms > 0
     with torch.no_grad():  # exported with batch 1: one sample at a time
         want = np.concatenate(
@@ -77,6 +119,7 @@ def test_litert_xnnpack_within_one_lsb_of_reference(tiny_tflite):
     ref = run_litert(tiny_tflite.path, tiny_tflite.inputs)
     xnn = run_litert(tiny_tflite.path, tiny_tflite.inputs, reference_kernels=False)
     assert xnn.runtime == "litert-xnnpack"
+    assert RUNTIMES.get("litert").host_runs == (xnn.runtime,)  # a Linux board's LiteRT run
     agreement = compare(ref, xnn, tolerance_lsb=1)
     assert agreement.within_tolerance, agreement
     assert agreement.compared_on == "raw"
@@ -94,7 +137,8 @@ def _pt2e_weight_scales(weight) -> np.ndarray:
 
 
 def test_c2_per_channel_params_come_from_quantization_parameters(tiny_tflite):
-    tensors = tensor_quant_params(tiny_tflite.path)
+    tensors = tensor_quant_params(tiny_tflite.path)  # LiteRT's own view, legacy field included
+    ours = inspect_model(tiny_tflite.path).tensors  # our reader of the file, in tensor order
     model = tiny_tflite.float_model
     conv = [t for t in tensors if t.dtype == "int8" and t.shape == (8, 3, 3, 4)]
     dw = [t for t in tensors if t.dtype == "int8" and t.shape == (1, 3, 3, 8)]
@@ -103,7 +147,12 @@ def test_c2_per_channel_params_come_from_quantization_parameters(tiny_tflite):
         assert t.legacy == (0.0, 0)  # the legacy field says nothing for per-channel
         assert t.is_per_channel and t.quantized_dimension == axis
         assert t.scales.shape == (8,) and t.zero_points.tolist() == [0] * 8
-        np.testing.assert_allclose(t.scales, _pt2e_weight_scales(layer.weight), rtol=1e-5)
+        want = _pt2e_weight_scales(layer.weight)
+        np.testing.assert_allclose(t.scales, want, rtol=1e-5)
+        read = ours[t.index]
+        assert read.shape == t.shape and read.quantized_dimension == axis
+        assert read.zero_points == (0,) * 8
+        np.testing.assert_allclose(read.scales, want, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------ onnxruntime
@@ -120,6 +169,7 @@ def test_onnxruntime_int8_io_reads_qdq_params_and_matches_exact_math(qdq_onnx, r
     enabled, disabled, finding = run_onnx_both_levels(qdq_onnx.path, x)
     want = qdq_onnx.expected_raw(x)
     assert disabled.runtime == "onnxruntime[ORT_DISABLE_ALL]"
+    assert RUNTIMES.get("onnxruntime").host_runs == (enabled.runtime, disabled.runtime)
     assert (disabled.output_scale, disabled.output_zero_point) == (0.125, -20)
     np.testing.assert_array_equal(disabled.raw, want)
     if np.array_equal(enabled.raw, disabled.raw):
@@ -135,6 +185,22 @@ def test_onnxruntime_float_io(float_onnx, rng):
     assert out.raw.dtype == np.float32 and (out.output_scale, out.output_zero_point) == (1.0, 0)
     np.testing.assert_allclose(out.raw, x @ w, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(out.raw, out.dequantized)
+
+
+def test_onnxruntime_int8_input_needs_a_constant_per_tensor_scale(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["x", "s"], ["y"])], "no_const_scale",
+        [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 4]),
+         helper.make_tensor_value_info("s", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    with pytest.raises(ModelFileError, match="input 'x': expected one constant per-tensor scale"):
+        run_onnxruntime(tmp_path / "m.onnx", np.zeros((1, 4), np.float32))
 
 
 def _c3_model(path):
@@ -189,6 +255,7 @@ def test_tflm_bit_exact_with_litert_reference_on_conv_layers(conv_tflite):
     ref = run_litert(conv_tflite.path, conv_tflite.inputs)
     micro = run_tflm(conv_tflite.path, conv_tflite.inputs, arena_bytes=64 * 1024)
     assert micro.runtime == "tflm" and micro.extra["arena_bytes"] == 64 * 1024
+    assert RUNTIMES.get("tflm").host_runs == (micro.runtime,)
     assert micro.raw.shape == (100, 128)
     assert (micro.output_scale, micro.output_zero_point) == (
         ref.output_scale, ref.output_zero_point)
@@ -235,3 +302,12 @@ def test_tflm_registered_ops_cover_the_model_and_omit_unregistered(tiny_tflite):
     # Measured on this build: lookup ignores the op version (CONV_2D v99 resolves),
     # so op-version checks (case C5) need a capability table, not this probe.
     assert registry.checks_op_versions is False
+
+
+def test_op_probe_model_holds_the_probed_op_then_the_sentinel(tmp_path):
+    from tinyshare.targets.runtimes.tflm_child import probe_model
+
+    path = tmp_path / "probe.tflite"
+    path.write_bytes(probe_model(3, 99))  # BuiltinOperator.CONV_2D at version 99
+    ops = [(op.op_code, op.version) for op in inspect_model(path).ops]
+    assert ops == [("CONV_2D", 99), ("CUSTOM:tinyshare.sentinel", 1)]

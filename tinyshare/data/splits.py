@@ -44,6 +44,9 @@ class DataSplits:
         }
 
 
+_MIN_PER_CLASS = 5
+
+
 def split_arrays(
     x: np.ndarray,
     y: np.ndarray,
@@ -62,9 +65,22 @@ def split_arrays(
         seed: the split seed; the same seed always gives the same splits.
         test_fraction / val_fraction: fractions of N.
         calib_samples: size of the calibration subset (capped at the train size).
+        source: where the data came from, for messages and reports.
+
+    Raises:
+        DataError: fewer than two classes, or a class too small to stratify.
     """
     from sklearn.model_selection import train_test_split
 
+    from tinyshare.errors import DataError
+
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2 or counts.min() < _MIN_PER_CLASS:
+        worst = int(classes[counts.argmin()])
+        raise DataError(
+            f"{source}: every class needs at least {_MIN_PER_CLASS} samples for seeded "
+            f"stratified train/val/test splits; class {worst} has {int(counts.min())} "
+            f"({len(classes)} classes in all)")
     idx = np.arange(len(y))
     rest, test = train_test_split(
         idx, test_size=test_fraction, random_state=seed, stratify=y

@@ -28,10 +28,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinyshare.artifacts.files import (  # noqa: F401  (re-exported)
+    _SUFFIX_FORMATS,
+    TFLITE_FILE_IDENTIFIER,
+    require_model_file,
+)
 from tinyshare.errors import ModelFileError
 
-__all__ = ["ModelInfo", "OpInfo", "SharingGroup", "TensorInfo", "WeightRules",
-           "inspect_model", "summary_rows"]
+__all__ = ["TFLITE_FILE_IDENTIFIER", "ModelInfo", "OpInfo", "SharingGroup", "TensorInfo",
+           "WeightRules", "inspect_model", "require_model_file", "summary_rows"]
+
 
 
 @dataclass(frozen=True)
@@ -175,18 +181,12 @@ def inspect_model(path: str | Path) -> ModelInfo:
         ModelFileError: the file is missing, empty, truncated, unparsable or has another suffix.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".tflite", ".onnx"):
-        raise ModelFileError(f"{path}: unknown model format {suffix!r} (expected .tflite or .onnx)")
+    require_model_file(path)
     try:
         data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelFileError(f"{path}: no such file") from exc
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read ({type(exc).__name__}: {exc.strerror})") from exc
-    if not data:
-        raise ModelFileError(f"{path}: empty file")
-    if suffix == ".tflite":
+    if path.suffix.lower() == ".tflite":
         from tinyshare.export.inspect_tflite import read_tflite
 
         return read_tflite(path, data)

@@ -32,6 +32,9 @@ ONNX_RULES = WeightRules(
     passthrough=frozenset({"QuantizeLinear", "DequantizeLinear", "Clip", "Cast", "Identity"}),
 )
 
+# (scales, zero_points, channel axis or None) of one tensor.
+QuantParams = tuple[tuple[float, ...], tuple[int, ...], int | None]
+
 _FLOAT_NAMES = {"FLOAT": "float32", "DOUBLE": "float64", "FLOAT16": "float16"}
 _ELEMENT_BITS = {
     "bool": 8, "int8": 8, "uint8": 8, "int16": 16, "uint16": 16, "int32": 32, "uint32": 32,
@@ -82,12 +85,35 @@ def read_onnx(path: Path, data: bytes) -> ModelInfo:
         raise ModelFileError(f"{path}: inconsistent ONNX tensor data ({_first_line(exc)})") from exc
 
 
-def _model_info(path: Path, data: bytes, model, opsets: dict[str, int]) -> ModelInfo:
-    g = model.graph
-    consts: dict[str, object] = {t.name: t for t in g.initializer}  # name -> TensorProto
+def qdq_params(graph) -> dict[str, QuantParams]:
+    """Quantization of the integer tensors entering DequantizeLinear or leaving QuantizeLinear.
+
+    Read from the nodes' constant scale / zero-point inputs (initializers or ``Constant``
+    outputs); a node whose scale is not a constant is skipped. Where several Q/DQ nodes
+    touch one tensor, the first in node order wins. Cheap: one pass over the nodes.
+
+    Args:
+        graph: an ``onnx.GraphProto`` (the main graph).
+
+    Returns:
+        ``{tensor name: (scales, zero_points, axis)}``; ``axis`` is the channel axis for
+        per-channel parameters (more than one scale), else None. A missing zero point reads 0.
+    """
+    return _quant_params(graph, _constants(graph))
+
+
+def _constants(g) -> dict[str, object]:
+    """Initializers and default-domain ``Constant`` outputs of a graph, name -> TensorProto."""
+    consts: dict[str, object] = {t.name: t for t in g.initializer}
     for node in g.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
             consts[node.output[0]] = _constant_value(node)
+    return consts
+
+
+def _model_info(path: Path, data: bytes, model, opsets: dict[str, int]) -> ModelInfo:
+    g = model.graph
+    consts = _constants(g)
     typed = {v.name: v.type for v in [*g.input, *g.value_info, *g.output]}
     quant = _quant_params(g, consts)
 
@@ -192,7 +218,7 @@ def _constant_value(node):
     return out
 
 
-def _quant_params(graph, consts) -> dict[str, tuple[tuple, tuple, int | None]]:
+def _quant_params(graph, consts) -> dict[str, QuantParams]:
     """Scales, zero points and axis of the integer tensors entering DQ / leaving Q nodes."""
     from onnx import helper, numpy_helper
 
@@ -202,7 +228,7 @@ def _quant_params(graph, consts) -> dict[str, tuple[tuple, tuple, int | None]]:
             return []
         return numpy_helper.to_array(proto).reshape(-1).tolist()
 
-    out: dict[str, tuple[tuple, tuple, int | None]] = {}
+    out: dict[str, QuantParams] = {}
     for node in graph.node:
         if node.domain not in ("", "ai.onnx"):
             continue

@@ -1,6 +1,9 @@
 """Read a ``.tflite`` flatbuffer back with the schema shipped in ``ai_edge_litert`` (no TensorFlow).
 
-Only the main subgraph (index 0) is read; op indices and tensors refer to it.
+Only the main subgraph (index 0) is read; op indices and tensors refer to it. This is the one
+reader of a tensor's quantization from the file (``quantization.scale`` / ``zeroPoint`` /
+``quantizedDimension``: per-channel where there is more than one scale); LiteRT's own view
+(``tinyshare.targets.runtimes.litert.tensor_quant_params``) is kept only to cross-check it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ TFLITE_RULES = WeightRules(
     passthrough=frozenset({"QUANTIZE", "DEQUANTIZE"}),
 )
 
-_FILE_IDENTIFIER = b"TFL3"
 _CUSTOM_CODE = 32  # BuiltinOperator.CUSTOM
 
 # What the flatbuffers runtime raises on out-of-range offsets and garbage data.
@@ -50,15 +52,14 @@ def read_tflite(path: Path, data: bytes) -> ModelInfo:
 
     Args:
         path: the file the bytes came from (for messages and ``ModelInfo.path``).
-        data: the whole file.
+        data: the whole file, already checked by ``require_model_file`` (``inspect_model``
+            does that), so it carries the ``TFL3`` identifier.
 
     Raises:
-        ModelFileError: no ``TFL3`` identifier, or a truncated or corrupt flatbuffer.
+        ModelFileError: a truncated or corrupt flatbuffer.
     """
     from ai_edge_litert import schema_py_generated as schema
 
-    if len(data) < 8 or data[4:8] != _FILE_IDENTIFIER:
-        raise ModelFileError(f"{path}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
     try:
         model = schema.ModelT.InitFromPackedBuf(data, 0)
         return _model_info(path, data, model, schema)

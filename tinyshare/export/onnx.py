@@ -2,7 +2,7 @@
 
 ``torch.onnx.export(dynamo=True)`` of the PT2E graph yields QuantizeLinear /
 DequantizeLinear with the very scales of the TFLite file, but keeps weights float
-(Q→Clip→DQ at run time), biases float and I/O float (REFERENCE.md). ``to_int8_storage``
+(Q→Clip→DQ at run time), biases float and I/O float (docs/toolchain.md). ``to_int8_storage``
 turns that into what a deployed int8 model stores: int8 weight initializers (one per
 unique weight, the exact ``QuantizedModel`` tensors), int32 biases (one per call site,
 since bias scale = input scale × weight scale), and int8 graph I/O.
@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinyshare.quantize.ptq import QuantizedModel
+from tinyshare.artifacts.models import QuantizedModel, require_deploy_form
+from tinyshare.errors import ExportError
 
 OPSET = 21
 
@@ -50,13 +51,9 @@ def _save(model, path: Path) -> Path:
 
 
 def export_onnx_float(model, example, path: str | Path) -> Path:
-    """Export a float model (shared layers in deploy form). Input (1, C, H, W) float32, NCHW."""
-    import copy
-
-    from tinyshare.models.layers import switch_to_deploy
-
-    deploy = switch_to_deploy(copy.deepcopy(model).eval())
-    return _save(_quiet_export(deploy, (example,)), Path(path))
+    """Export a float model whose shared layers are in deploy form; input NCHW float32."""
+    require_deploy_form(model)
+    return _save(_quiet_export(model.eval(), (example,)), Path(path))
 
 
 def export_onnx_int8(qm: QuantizedModel, path: str | Path) -> Path:
@@ -101,9 +98,21 @@ class _Graph:
             self.g.initializer.remove(self.inits.pop(name))
 
 
+def _qparams_key(gx: _Graph, q) -> bytes:
+    return gx.array(q.input[1]).tobytes() + gx.array(q.input[2]).tobytes()
+
+
 def _int8_weights(gx: _Graph, weights: dict) -> list:
-    """Replace every Q(→Clip)→DQ on a float initializer by an int8 initializer → DQ."""
-    removed = []
+    """Replace every Q(→Clip)→DQ on a float initializer by an int8 initializer → DQ.
+
+    Each initializer is converted once; a second QuantizeLinear on the same initializer
+    must carry the same scale and zero point (one int8 tensor, one scale set).
+
+    Raises:
+        ExportError: a weight is missing from ``weights``, or one initializer is
+            quantized with two different scale sets.
+    """
+    removed, converted = [], {}
     for q in [n for n in gx.g.node if n.op_type == "QuantizeLinear" and n.input[0] in gx.inits]:
         name = q.input[0]
         chain_end, clip = q.output[0], None
@@ -111,20 +120,17 @@ def _int8_weights(gx: _Graph, weights: dict) -> list:
         if len(nxt) == 1 and nxt[0].op_type == "Clip":
             clip = nxt[0]
             chain_end = clip.output[0]
-        if name in weights:
-            values = weights[name].values
-        else:  # a constant operand (e.g. a bias added by ADD): quantize as PT2E does
-            scale, zp = gx.array(q.input[1]), gx.array(q.input[2])
-            axis = next((a.i for a in q.attribute if a.name == "axis"), 1)
-            w = gx.array(name).astype(np.float64)
-            shape = [1] * w.ndim
-            if scale.ndim == 1 and scale.size > 1:
-                shape[axis] = -1
-            qv = np.rint(w / scale.reshape(shape)) + zp.reshape(shape)
-            lo, hi = (gx.array(clip.input[1]), gx.array(clip.input[2])) if clip else (-128, 127)
-            values = np.clip(qv, lo, hi).astype(np.int8)
-        gx.drop_init(name)
-        gx.add_init(np.ascontiguousarray(values, dtype=np.int8), name)
+        if name in converted:
+            if converted[name] != _qparams_key(gx, q):
+                raise ExportError(f"ONNX export: {name!r} is quantized with two different "
+                                  "scale sets; a shared weight must have one")
+        elif name in weights:
+            converted[name] = _qparams_key(gx, q)
+            gx.drop_init(name)
+            gx.add_init(np.ascontiguousarray(weights[name].values, dtype=np.int8), name)
+        else:
+            raise ExportError(f"ONNX export: constant {name!r} is quantized in the graph but "
+                              "has no int8 tensor in the QuantizedModel")
         for dq in gx.consumers.get(chain_end, []):
             for k, inp in enumerate(dq.input):
                 if inp == chain_end:
@@ -136,7 +142,7 @@ def _int8_weights(gx: _Graph, weights: dict) -> list:
 def _dq_scale(gx: _Graph, tensor: str) -> np.ndarray:
     dq = gx.producer.get(tensor)
     if dq is None or dq.op_type != "DequantizeLinear":
-        raise ValueError(f"expected a DequantizeLinear to produce {tensor!r}")
+        raise ExportError(f"ONNX export: expected a DequantizeLinear to produce {tensor!r}")
     return gx.array(dq.input[1])
 
 

@@ -10,29 +10,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tinyshare.quantize.ptq import QuantizedModel, graph_attr
-
-_COMPUTE = ("aten.conv2d", "aten.linear", "aten.convolution")
-
+from tinyshare.artifacts.models import QuantizedModel, graph_attr, is_compute_op
 
 @dataclass(frozen=True)
 class ExpectedStorage:
     """Predicted stored weight bytes of one int8 file.
 
     Attributes:
-        weights_bytes: int8 weight tensors, each unique tensor once.
-        biases_bytes: int32 biases, once per distinct (bias, input scale) call site.
+        int8_weights_bytes: int8 weight tensors, each unique tensor once.
+        int32_biases_bytes: int32 biases, once per distinct (bias, input scale) call site.
         converter_bias_bytes: zero int32 biases the TFLite converter adds to convs that
             have none (identical buffers are stored once); 0 for ONNX.
     """
 
-    weights_bytes: int
-    biases_bytes: int
+    int8_weights_bytes: int
+    int32_biases_bytes: int
     converter_bias_bytes: int
 
     @property
     def total_bytes(self) -> int:
-        return self.weights_bytes + self.biases_bytes + self.converter_bias_bytes
+        return self.int8_weights_bytes + self.int32_biases_bytes + self.converter_bias_bytes
 
 
 def _input_scale(node) -> float | None:
@@ -48,7 +45,7 @@ def expected_storage(qm: QuantizedModel, fmt: str) -> ExpectedStorage:
     biases: dict[tuple[str, float | None], int] = {}
     zero_bias_channels: set[int] = set()
     for node in qm.graph.graph.nodes:
-        if node.op != "call_function" or not any(k in str(node.target) for k in _COMPUTE):
+        if node.op != "call_function" or not is_compute_op(node.target):
             continue
         bias = node.args[2] if len(node.args) > 2 else None
         if getattr(bias, "op", None) == "get_attr":
@@ -57,5 +54,5 @@ def expected_storage(qm: QuantizedModel, fmt: str) -> ExpectedStorage:
         elif bias is None:
             zero_bias_channels.add(int(node.meta["val"].shape[1]))
     conv_zero = 4 * sum(zero_bias_channels) if fmt == "tflite" else 0
-    return ExpectedStorage(weights_bytes=weights, biases_bytes=sum(biases.values()),
+    return ExpectedStorage(int8_weights_bytes=weights, int32_biases_bytes=sum(biases.values()),
                            converter_bias_bytes=conv_zero)

@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from tinyshare.quantize.ptq import QuantizedModel
+from tinyshare.artifacts.models import QuantizedModel, require_deploy_form
 
 
 @contextlib.contextmanager
@@ -58,18 +58,14 @@ def export_tflite_int8(qm: QuantizedModel, path: str | Path) -> Path:
 
 
 def export_tflite_float(model, example, path: str | Path) -> Path:
-    """Convert a float model (shared layers in deploy form) to float32 ``.tflite``.
+    """Convert a float model whose shared layers are in deploy form to float32 ``.tflite``.
 
     Args:
         model: ``torch.nn.Module`` taking (1, C, H, W) (or (1, F)) float32.
         example: an input of that shape; 4-D models get an NHWC graph input.
     """
-    import copy
-
-    from tinyshare.models.layers import switch_to_deploy
-
-    deploy = switch_to_deploy(copy.deepcopy(model).eval())
+    require_deploy_form(model)
     with _quiet_litert() as lt:
-        module, nhwc = _channel_last(lt, deploy, example)
+        module, nhwc = _channel_last(lt, model.eval(), example)
         edge = lt.convert(module, (nhwc,))
     return _write(edge, Path(path))

@@ -6,7 +6,7 @@ mathematically identical forward forms:
 * the *training* form (``deploy=False``), fast on the CPU, with gradients accumulating
   into the one shared Parameter;
 * the *deploy* form (``deploy=True``), which keeps one stored copy of the shared weight
-  and lowers to a clean NHWC TFLite graph (see REFERENCE.md, "int8 export with
+  and lowers to a clean NHWC TFLite graph (see docs/toolchain.md, "int8 export with
   litert-torch").
 
 ``switch_to_deploy(model)`` flips every shared layer in a model to its deploy form,

@@ -40,7 +40,7 @@ class Repeat(nn.Module):
 
 
 @dataclass(frozen=True)
-class SharingGroup:
+class SharedParameter:
     """One stored parameter and what it stands in for.
 
     Attributes:
@@ -77,7 +77,7 @@ def _layer_twin_numel(layer: nn.Module, pname: str) -> tuple[int, str] | None:
     return None
 
 
-def sharing_groups(model: nn.Module) -> list[SharingGroup]:
+def sharing_groups(model: nn.Module) -> list[SharedParameter]:
     """List every parameter that stands in for more than its own elements.
 
     A parameter inside a ``Repeat`` block has ``call_sites = times``; the twin stores
@@ -87,7 +87,7 @@ def sharing_groups(model: nn.Module) -> list[SharingGroup]:
     for mname, m in model.named_modules():
         if isinstance(m, Repeat):
             reps[f"{mname}.block." if mname else "block."] = m.times
-    groups: list[SharingGroup] = []
+    groups: list[SharedParameter] = []
     for lname, layer in model.named_modules():
         for pname, p in layer.named_parameters(recurse=False):
             full = f"{lname}.{pname}" if lname else pname
@@ -101,7 +101,7 @@ def sharing_groups(model: nn.Module) -> list[SharingGroup]:
                 continue
             if times > 1 and per_use is not None:
                 kind = f"{kind}; block reused"
-            groups.append(SharingGroup(
+            groups.append(SharedParameter(
                 name=full, shape=tuple(p.shape), stored_params=p.numel(),
                 call_sites=times, kind=kind, twin_params=twin_numel * times,
             ))

@@ -140,13 +140,14 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> di
     def data_stage():
         import numpy as np
 
+        t0 = time.perf_counter()
         d = root / "data"
         d.mkdir()
         np.savez(d / "test.npz", x=splits.x_test, y=splits.y_test)
         np.savez(d / "calib.npz", x=splits.x_calib)
         write_manifest(d, stage="data", inputs={"data": cfg.data.model_dump(),
-                       "source": splits.source, "sizes": splits.sizes()}, seconds=0.0,
-                       seed=cfg.seed)
+                       "source": splits.source, "sizes": splits.sizes()},
+                       seconds=time.perf_counter() - t0, seed=cfg.seed)
 
     verdicts: dict[str, str] = {}
     trained = quantized = exported = validation = None

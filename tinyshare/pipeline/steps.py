@@ -12,7 +12,7 @@ from tinyshare.artifacts import atomic_write_json, write_manifest
 from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.train import Progress, TrainResult, top1, train_model
-from tinyshare.quantize.ptq import QuantizedModel
+from tinyshare.artifacts.models import QuantizedModel
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,15 @@ class ExportedModels:
     onnx_float: Path
     twin_tflite_int8: Path
     twin_onnx_int8: Path
+
+
+def deploy_copy(model):
+    """A copy of ``model`` with every shared layer in its deploy form, in eval mode."""
+    import copy
+
+    from tinyshare.models.layers import switch_to_deploy
+
+    return switch_to_deploy(copy.deepcopy(model)).eval()
 
 
 def train_stage(
@@ -107,9 +116,10 @@ def quantize_stage(
     from tinyshare.quantize.ptq import quantize_ptq
 
     t0 = time.perf_counter()
-    shared = quantize_ptq(trained.model, splits.x_calib,
+    shared = quantize_ptq(deploy_copy(trained.model), splits.x_calib,
                           per_channel=cfg.quantize.per_channel, progress=progress)
-    twin = quantize_ptq(trained.twin, splits.x_calib, per_channel=cfg.quantize.per_channel)
+    twin = quantize_ptq(deploy_copy(trained.twin), splits.x_calib,
+                        per_channel=cfg.quantize.per_channel)
     acc = top1(shared.run(splits.x_test), splits.y_test)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "weights_int8.npz", **{
@@ -141,12 +151,13 @@ def export_stage(
 
     t0 = time.perf_counter()
     example = quantized.shared.example_input
+    float_model = deploy_copy(trained.model)
     jobs = [
         ("tflite_int8", lambda p: export_tflite_int8(quantized.shared, p), "model_int8.tflite"),
         ("onnx_int8", lambda p: export_onnx_int8(quantized.shared, p), "model_int8.onnx"),
-        ("tflite_float", lambda p: export_tflite_float(trained.model, example, p),
+        ("tflite_float", lambda p: export_tflite_float(float_model, example, p),
          "model_float.tflite"),
-        ("onnx_float", lambda p: export_onnx_float(trained.model, example, p),
+        ("onnx_float", lambda p: export_onnx_float(float_model, example, p),
          "model_float.onnx"),
         ("twin_tflite_int8", lambda p: export_tflite_int8(quantized.twin, p),
          "twin/model_int8.tflite"),

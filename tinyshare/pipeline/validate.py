@@ -1,8 +1,8 @@
 """VALIDATE stage: run the exported files on every host runtime and compare in LSB.
 
-The int8 reference is LiteRT with its reference kernels (REFERENCE.md: bit-exact with
-TFLM). Every run here is a host (x86_64) run of the runtime's own build; emulated ARM
-runs are a separate capability and are not reported here.
+The int8 reference is LiteRT with its builtin kernels and no delegate. Every run here is
+a host run of the runtime's own build; emulated ARM runs are a separate capability and
+are not reported here.
 """
 
 from __future__ import annotations
@@ -21,14 +21,6 @@ from tinyshare.pipeline.train import Progress, predict, top1
 
 REFERENCE_RUNTIME = "litert-ref"
 
-# Which host runs stand for each runtime a board profile names.
-BOARD_RUNTIME_RUNS: dict[str, tuple[str, ...]] = {
-    "litert": ("litert-xnnpack", "litert-ref"),
-    "tflite-runtime": ("litert-ref",),
-    "onnxruntime": ("onnxruntime[ORT_ENABLE_ALL]", "onnxruntime[ORT_DISABLE_ALL]"),
-    "tflm": ("tflm",),
-}
-
 
 @dataclass(frozen=True)
 class RuntimeCheck:
@@ -39,7 +31,9 @@ class RuntimeCheck:
         model_file: the int8 file it ran; layout: "NHWC" or "NCHW" input.
         accuracy: top-1 on the test split, in [0, 1].
         agreement: ``tinyshare.targets.agreement.Agreement`` against the reference.
-        host_wall_ms: host wall time for the whole split (never a device latency).
+        host_wall_ms: host wall time for the whole split, model load included (never a
+            device latency).
+        n_outputs: K, output values per sample.
     """
 
     runtime: str
@@ -49,6 +43,7 @@ class RuntimeCheck:
     accuracy: float
     agreement: object
     host_wall_ms: float
+    n_outputs: int
 
 
 @dataclass(frozen=True)
@@ -119,7 +114,7 @@ def validate_stage(
         name: RuntimeCheck(
             runtime=name, version=o.runtime_version, model_file=Path(path).name, layout=layout,
             accuracy=top1(o.dequantized, y), agreement=compare(ref, o, tolerance_lsb=tol),
-            host_wall_ms=o.wall_ms,
+            host_wall_ms=o.wall_ms, n_outputs=int(o.raw.shape[1]),
         )
         for name, (layout, path, o) in runs.items()
     }

@@ -2,7 +2,7 @@
 
 litert-torch's ``PT2EQuantizer`` finds patterns through source partitions. A module
 called at several depths defeats that: the second call of a shared conv, or a residual
-add of a reused block, is left in float (REFERENCE.md, "Shared module called twice";
+add of a reused block, is left in float (docs/toolchain.md, "Shared module called twice";
 field case C1). This annotator walks the aten graph node by node instead, so every
 call site is annotated on its own, and uses litert-torch's own quantization specs so
 that its converter reads the result as usual.
@@ -23,9 +23,12 @@ from __future__ import annotations
 import torch
 from torch.fx import GraphModule, Node
 
+from tinyshare.artifacts.models import COMPUTE_OPS
+
 _aten = torch.ops.aten
 
 _COMPUTE = {_aten.conv2d.default, _aten.linear.default, _aten.convolution.default}
+assert {str(t) for t in _COMPUTE} == set(COMPUTE_OPS)  # one list, two spellings
 _BINARY = {_aten.add.Tensor, _aten.mul.Tensor}
 _RELU = {_aten.relu.default, _aten.relu_.default}
 _SHARE = {
@@ -111,7 +114,9 @@ def annotate_graph(gm: GraphModule, config) -> GraphModule:
             set_output(node, input_map)
         elif target in _SHARE or target in _REQUANT or target in _RELU:
             x = node.args[0]
-            if not isinstance(x, Node):
+            if not isinstance(x, Node) or x.op == "get_attr":
+                # A reshaped constant is a weight seen through a view: the compute op
+                # that reads it gives it the weight spec; never an activation spec.
                 continue
             out = SharedQuantizationSpec((x, node)) if target in _SHARE else act_out
             node.meta["quantization_annotation"] = QuantizationAnnotation(

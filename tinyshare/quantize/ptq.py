@@ -10,72 +10,18 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinyshare.errors import SharingError
+from tinyshare.artifacts.models import (
+    QuantizedModel,
+    QuantizedWeight,
+    graph_attr,
+    require_deploy_form,
+)
+from tinyshare.errors import QuantizationError, SharingError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class QuantizedWeight:
-    """One stored weight after quantization: one int8 tensor with one scale set.
-
-    Attributes:
-        name: the parameter's qualified name in the model (e.g. ``stem.weight``).
-        values: int8 array with the parameter's PyTorch shape.
-        scales: (C_out,) float32 for per-channel, (1,) for per-tensor.
-        zero_points: same shape as ``scales``, int64 (all 0: symmetric).
-        axis: quantized dimension (0) or None for per-tensor.
-        call_sites: how many ops read this weight.
-    """
-
-    name: str
-    values: np.ndarray
-    scales: np.ndarray
-    zero_points: np.ndarray
-    axis: int | None
-    call_sites: int
-
-
-@dataclass(frozen=True)
-class QuantizedModel:
-    """The one int8 model that both exporters read.
-
-    Attributes:
-        graph: the PT2E-converted ``torch.fx.GraphModule`` (Q/DQ nodes, weights kept
-            as float parameters with their quantize ops, ``fold_quantize=False``).
-        quantizer: the quantizer that annotated it (the TFLite converter needs it).
-        example_input: (1, C, H, W) float32 tensor the graph was exported with.
-        weights: every quantized weight, one entry per unique parameter.
-        input_scale / input_zero_point / output_scale / output_zero_point: the graph's
-            int8 I/O quantization.
-    """
-
-    graph: object
-    quantizer: object
-    example_input: object
-    weights: tuple[QuantizedWeight, ...]
-    input_scale: float
-    input_zero_point: int
-    output_scale: float
-    output_zero_point: int
-    per_channel: bool = True
-    shared_call_sites: dict[str, int] = field(default_factory=dict)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        """Run the PT2E graph (float with fake-quant steps) on ``x: (N, C, H, W)``.
-
-        Returns:
-            (N, K) float32 outputs, dequantized.
-        """
-        import torch
-
-        with torch.no_grad():
-            outs = [self.graph(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))]
-        return np.concatenate(outs).astype(np.float32)
 
 
 def _make_quantizer(per_channel: bool):
@@ -107,23 +53,28 @@ def quantize_ptq(
     """Quantize a float model to int8 with PT2E post-training quantization.
 
     Args:
-        model: a float ``torch.nn.Module`` (its shared layers are switched to their
-            deploy form on a copy; the caller's model is not changed).
-        calib_x: (N, C, H, W) float32 calibration inputs.
+        model: a float ``torch.nn.Module`` with its shared layers in deploy form
+            (``tinyshare.models.layers.switch_to_deploy``); it is not changed.
+        calib_x: (N, C, H, W) (or (N, F)) float32 calibration inputs; the graph is
+            exported with batch 1 and calibrated one sample at a time.
         per_channel: per-channel (True) or per-tensor weight scales.
         progress: called as ``progress("calibrate", i, N)``.
 
+    Returns:
+        The ``QuantizedModel`` both exporters read.
+
     Raises:
+        ValueError: a shared layer is still in its training form.
         SharingError: a shared weight would get two different scale sets.
     """
     import torch
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from tinyshare.models.layers import switch_to_deploy
     from tinyshare.quantize.annotate import untie_shared_uses
 
-    deploy = switch_to_deploy(copy.deepcopy(model).eval())
+    require_deploy_form(model)
+    deploy = copy.deepcopy(model).eval()
     example = torch.from_numpy(calib_x[:1].copy())
     gm = torch.export.export(deploy, (example,)).module()
     shared = untie_shared_uses(gm)
@@ -152,20 +103,14 @@ def quantize_ptq(
     )
 
 
-_Q_OPS = ("quantize_per_channel", "quantize_per_tensor")
+_Q_PER_CHANNEL = "quantized_decomposed.quantize_per_channel.default"
+_Q_PER_TENSOR = "quantized_decomposed.quantize_per_tensor.default"
 
 
 def _const(gm, node) -> np.ndarray:
     if hasattr(node, "op") and node.op == "get_attr":
         return graph_attr(gm, node.target).detach().numpy()
     return np.asarray(node)
-
-
-def graph_attr(gm, target: str):
-    obj = gm
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def extract_weights(gm, shared: dict[str, int]) -> tuple[QuantizedWeight, ...]:
@@ -178,12 +123,12 @@ def extract_weights(gm, shared: dict[str, int]) -> tuple[QuantizedWeight, ...]:
 
     found: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int | None]] = {}
     for node in gm.graph.nodes:
-        if node.op != "call_function" or not any(k in str(node.target) for k in _Q_OPS):
+        if node.op != "call_function" or str(node.target) not in (_Q_PER_CHANNEL, _Q_PER_TENSOR):
             continue
         src = node.args[0]
         if getattr(src, "op", None) != "get_attr":
             continue
-        per_channel = "per_channel" in str(node.target)
+        per_channel = str(node.target) == _Q_PER_CHANNEL
         scales = np.atleast_1d(_const(gm, node.args[1])).astype(np.float32)
         zps = np.atleast_1d(_const(gm, node.args[2])).astype(np.int64)
         axis = int(node.args[3]) if per_channel else None
@@ -213,16 +158,25 @@ def extract_weights(gm, shared: dict[str, int]) -> tuple[QuantizedWeight, ...]:
     )
 
 
+_DQ_PER_TENSOR = "quantized_decomposed.dequantize_per_tensor.default"
+
+
 def _io_qparams(gm) -> tuple[tuple[float, int], tuple[float, int]]:
-    """(scale, zero_point) of the first quantize after the input and the last one."""
-    nodes = [n for n in gm.graph.nodes
-             if n.op == "call_function" and "quantize_per_tensor" in str(n.target)
-             and "dequantize" not in str(n.target)]
+    """(scale, zero_point) of the quantize that reads the graph input and of the
+    dequantize that feeds the graph output.
+
+    Raises:
+        QuantizationError: the input or output is not quantized (not fully int8).
+    """
     placeholder = next(n for n in gm.graph.nodes if n.op == "placeholder")
-    first = next(n for n in nodes if n.args[0] is placeholder)
-    last = nodes[-1]
+    first = next((u for u in placeholder.users if str(u.target) == _Q_PER_TENSOR), None)
+    output = next(n for n in gm.graph.nodes if n.op == "output")
+    result = output.args[0][0] if isinstance(output.args[0], (tuple, list)) else output.args[0]
+    if first is None or str(getattr(result, "target", "")) != _DQ_PER_TENSOR:
+        raise QuantizationError("the quantized graph's input or output is not int8; every op on "
+                           "the path must be one the annotator supports")
 
     def qp(n):
         return float(_const(gm, n.args[1])), int(_const(gm, n.args[2]))
 
-    return qp(first), qp(last)
+    return qp(first), qp(result)

@@ -1,13 +1,18 @@
-"""Agreement between two runtimes' outputs on the same inputs, in output LSB, and top-1 accuracy.
+"""Agreement between two runtimes' outputs on the same inputs, in output LSB.
 
 int8 outputs of different runtimes are compared in units of the reference's output
 quantization step (LSB), with a stated tolerance (REFERENCE.md: LiteRT XNNPACK and
 onnxruntime are within 1 LSB of the LiteRT reference kernels; TFLM is usually 0).
+Top-1 accuracy against labels is ``tinyshare.pipeline.train.top1``.
+
+One rule for every LSB figure: each value's difference is rounded to the nearest whole
+LSB (ties up); ``max_abs_diff_lsb`` is the largest of these and ``n_values_differing``
+counts those of at least 1 LSB, so the two never disagree. Raw integer comparisons are
+whole LSB already.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,7 +21,10 @@ import numpy as np
 from tinyshare.errors import DataError
 from tinyshare.targets.runtimes.base import RuntimeOutputs
 
-__all__ = ["Agreement", "accuracy", "compare"]
+__all__ = ["Agreement", "compare"]
+
+# Allowance for float32 rounding when a real difference is an exact half LSB.
+_TIE_EPS_LSB = 1e-6
 
 
 @dataclass(frozen=True)
@@ -28,16 +36,15 @@ class Agreement:
         runtime: the compared runtime's name (e.g. ``"tflm"``).
         n_samples: N, samples compared.
         top1_agreement: fraction of samples (0..1) whose argmax output agrees.
-        max_abs_diff_lsb: largest |difference| over all N×K values, in LSB of the
-            reference's output scale.
-        n_values_differing: values whose difference is at least one LSB (raw
-            mode) or at least half an LSB (dequantized mode).
+        max_abs_diff_lsb: largest |difference| over all N×K values, in whole LSB of the
+            reference's output scale (each difference rounded to the nearest LSB).
+        n_values_differing: values whose difference is at least 1 LSB by the same
+            rounding; 0 exactly when ``max_abs_diff_lsb`` is 0.
         tolerance_lsb: the allowed max |difference| in LSB.
         within_tolerance: ``max_abs_diff_lsb <= tolerance_lsb``.
         compared_on: ``"raw"`` when both outputs share dtype, scale and zero point
             and the integers were compared directly; ``"dequantized"`` when the
-            real values were compared and divided by the reference scale (the LSB
-            figure is then rounded up).
+            real values were compared and divided by the reference scale.
     """
 
     reference: str
@@ -81,8 +88,8 @@ def compare(
         ``Agreement``.
 
     Raises:
-        DataError: shapes differ, the reference is not quantized, or the
-            tolerance is negative.
+        DataError: shapes differ, the reference is not quantized, the tolerance is
+            negative, or float outputs hold NaN or infinity.
     """
     _check_pair(reference, other)
     if tolerance_lsb < 0:
@@ -94,17 +101,16 @@ def compare(
         and reference.output_zero_point == other.output_zero_point
     )
     if same_q:
-        diff = np.abs(reference.raw.astype(np.int64) - other.raw.astype(np.int64))
-        max_lsb = int(diff.max())
-        n_diff = int(np.count_nonzero(diff))
+        diff_lsb = np.abs(reference.raw.astype(np.int64) - other.raw.astype(np.int64))
         compared_on: Literal["raw", "dequantized"] = "raw"
     else:
         real = np.abs(reference.dequantized.astype(np.float64) - other.dequantized)
-        lsb = real / float(reference.output_scale)
-        # Rounded up, with a small allowance for float32 rounding of equal values.
-        max_lsb = int(math.ceil(float(lsb.max()) - 1e-6))
-        n_diff = int(np.count_nonzero(lsb >= 0.5 - 1e-6))
+        if not np.all(np.isfinite(real)):
+            raise DataError(f"{other.runtime} outputs hold NaN or infinity; no LSB difference exists")
+        diff_lsb = np.floor(real / float(reference.output_scale) + 0.5 + _TIE_EPS_LSB)
         compared_on = "dequantized"
+    max_lsb = int(diff_lsb.max())
+    n_diff = int(np.count_nonzero(diff_lsb >= 1))
     top1 = np.argmax(reference.dequantized, axis=1) == np.argmax(other.dequantized, axis=1)
     return Agreement(
         reference=reference.runtime,
@@ -117,25 +123,3 @@ def compare(
         within_tolerance=max_lsb <= tolerance_lsb,
         compared_on=compared_on,
     )
-
-
-def accuracy(outputs: RuntimeOutputs, labels: np.ndarray) -> float:
-    """Top-1 accuracy: the fraction of samples whose argmax output equals the label.
-
-    Args:
-        outputs: (N, K) outputs of one runtime.
-        labels: (N,) integer class labels in [0, K).
-
-    Returns:
-        Accuracy in [0, 1].
-
-    Raises:
-        DataError: ``labels`` is not (N,) integers in [0, K).
-    """
-    y = np.asarray(labels)
-    n, k = outputs.raw.shape
-    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"labels must be ({n},) integers, got {y.dtype}{y.shape}")
-    if n and (y.min() < 0 or y.max() >= k):
-        raise DataError(f"labels must lie in [0, {k}), got [{y.min()}, {y.max()}]")
-    return float(np.mean(np.argmax(outputs.dequantized, axis=1) == y))

@@ -13,9 +13,11 @@ never print; rich is imported inside them so importing this module stays light.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
+
+from tinyshare.targets.runtimes.registry import RUNTIMES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -24,11 +26,6 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 
-Runtime = Literal["litert", "onnxruntime", "tflite-runtime", "tflm"]
-KNOWN_RUNTIMES: tuple[str, ...] = get_args(Runtime)
-# Runtimes that need an OS with a Python interpreter (a device image); TFLM is a library linked into firmware.
-LINUX_RUNTIMES: frozenset[str] = frozenset({"litert", "onnxruntime", "tflite-runtime"})
-
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 _URL_RE = re.compile(r"https://[^\s/]+\.[^\s/]+/\S*")
 
@@ -36,6 +33,18 @@ _URL_RE = re.compile(r"https://[^\s/]+\.[^\s/]+/\S*")
 def _check_name(value: str) -> str:
     if not _NAME_RE.fullmatch(value):
         raise ValueError("expected a lowercase name of letters, digits and '-' (e.g. 'rpi4b')")
+    return value
+
+
+def _quoted_choice(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else "one of " + ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _check_runtime(value: str) -> str:
+    # Names and OS support come from the runtime capability table (tinyshare.targets.runtimes.registry).
+    if value not in RUNTIMES:
+        raise ValueError(f"expected {_quoted_choice(RUNTIMES.names())}")
     return value
 
 
@@ -50,6 +59,7 @@ NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 BoardName = Annotated[str, AfterValidator(_check_name)]
 SourceUrl = Annotated[str, AfterValidator(_check_url)]
+RuntimeName = Annotated[str, AfterValidator(_check_runtime)]
 
 
 class Emulator(BaseModel):
@@ -120,7 +130,9 @@ class BoardProfile(BaseModel):
             arena; on Linux boards the DRAM, in bytes.
         reserved_flash_bytes: flash kept for the bootloader/OS/application, in bytes.
         reserved_ram_bytes: RAM kept for the OS/application (stacks, heap, globals), in bytes.
-        runtimes: the inference runtimes this board can run.
+        runtimes: the inference runtimes this board can run: names from the runtime
+            capability table (``tinyshare.targets.runtimes.registry.RUNTIMES``), each
+            supporting the board's ``os``.
         emulator: how to emulate the board, if it can be emulated.
         npu: NPU identifier (e.g. ``"ethos-u55-128"``), if any.
         sources: datasheet / product-page URLs backing the numbers.
@@ -141,7 +153,7 @@ class BoardProfile(BaseModel):
     ram_bytes: PositiveInt
     reserved_flash_bytes: NonNegativeInt
     reserved_ram_bytes: NonNegativeInt
-    runtimes: tuple[Runtime, ...] = Field(min_length=1)
+    runtimes: tuple[RuntimeName, ...] = Field(min_length=1)
     emulator: Emulator | None = None
     npu: NonEmptyStr | None = None
     sources: tuple[SourceUrl, ...] = Field(min_length=1)
@@ -161,10 +173,14 @@ class BoardProfile(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("expected each runtime once")
         os_name = info.data.get("os")
-        if os_name == "baremetal":
-            needs_linux = sorted(set(value) & LINUX_RUNTIMES)
-            if needs_linux:
-                raise ValueError(f"expected only 'tflm' on a baremetal board; {needs_linux} need os 'linux'")
+        if os_name is None:
+            return value
+        misfits = [name for name in value if os_name not in RUNTIMES.get(name).os]
+        if misfits:
+            fits = [name for name in RUNTIMES.names() if os_name in RUNTIMES.get(name).os]
+            needs = sorted({o for name in misfits for o in RUNTIMES.get(name).os})
+            raise ValueError(f"expected only {_quoted_choice(fits)} on a {os_name} board; "
+                             f"{misfits} need os {_quoted_choice(needs)}")
         return value
 
     @field_validator("emulator")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,9 +81,9 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         sharing_check=sharing_check(infos, len(quantized.shared.weights)),
         provenance={
             "command": command, "seed": cfg.seed, "versions": package_versions(),
-            "execution": "every runtime ran on this host (x86_64 builds); no emulated or "
-                         "on-device run is part of this report, and no time in it is a "
-                         "device latency",
+            "execution": f"every runtime ran on this host ({platform.machine()} builds); "
+                         "no emulated or on-device run is part of this report, and no time "
+                         "in it is a device latency",
             "stage_seconds": dict(stage_seconds),
         },
     )

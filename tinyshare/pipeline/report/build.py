@@ -40,11 +40,9 @@ def storage_summary(info) -> dict:
 
 
 def _runtime_checks(board, validation, float_acc: float, tol: int) -> tuple[list, list, dict]:
-    from tinyshare.pipeline.validate import BOARD_RUNTIME_RUNS
+    from tinyshare.targets.runtimes.registry import host_runs_for
 
-    checks, runs, rows = [], [], {}
-    for rt in board.runtimes:
-        runs += [r for r in BOARD_RUNTIME_RUNS.get(rt, ()) if r not in runs]
+    checks, runs, rows = [], list(host_runs_for(board.runtimes)), {}
     for name in runs:
         c = validation.checks[name]
         a = c.agreement
@@ -59,31 +57,33 @@ def _runtime_checks(board, validation, float_acc: float, tol: int) -> tuple[list
         checks.append(Check(
             f"int8 accuracy on {name}",
             "PASS" if drop <= MAX_ACCURACY_DROP_POINTS else "FAIL",
-            f"{c.accuracy:.4f} (float {float_acc:.4f}, drop {drop:+.2f} points, "
-            f"limit {MAX_ACCURACY_DROP_POINTS} points)"))
+            f"{100 * c.accuracy:.2f} % (float {100 * float_acc:.2f} %, drop {drop:+.2f} "
+            f"points, limit {MAX_ACCURACY_DROP_POINTS} points)"))
+        if name == validation.reference:
+            continue  # the reference itself: nothing to compare
         checks.append(Check(
             f"agreement of {name} with {validation.reference}",
             "PASS" if a.within_tolerance else "FAIL",
-            f"max |Δ| {a.max_abs_diff_lsb} LSB (tolerance ±{tol} LSB), top-1 agreement "
-            f"{a.top1_agreement:.4f}, {a.n_values_differing} values differ"))
+            f"max abs diff {a.max_abs_diff_lsb} LSB (tolerance ±{tol} LSB), top-1 "
+            f"agreement {100 * a.top1_agreement:.2f} %, {a.n_values_differing} of "
+            f"{a.n_samples * c.n_outputs} output values differ"))
     return checks, runs, rows
 
 
-def _op_support(board, tflite_info) -> Check:
-    if "tflm" not in board.runtimes:
-        return Check("op support", "INFO",
-                     f"{board.name} runs {', '.join(board.runtimes)}; every op ran on the host "
-                     "build of each runtime (see accuracy checks)")
-    from tinyshare.targets.runtimes.tflm import tflm_registered_ops
+def _op_support(board, infos) -> Check:
+    """One "op support" check over the board's runtimes, from the runtime capability table."""
+    from tinyshare.targets.op_support import op_support
+    from tinyshare.targets.runtimes.registry import RUNTIMES
 
-    reg = tflm_registered_ops()
-    missing = sorted({o.op_code for o in tflite_info.ops} - set(reg.builtin_ops))
-    pairs = ", ".join(f"{op} v{v}" for op, v in sorted(tflite_info.op_versions()))
-    if missing:
-        return Check("op support", "FAIL", f"TFLM {reg.tflm_version} does not register: "
-                     f"{', '.join(missing)} (model uses {pairs})")
-    return Check("op support", "PASS", f"TFLM {reg.tflm_version} registers every op used: "
-                 f"{pairs}")
+    results = [op_support(infos[f"{RUNTIMES.get(rt).model_format}_int8"], rt)
+               for rt in board.runtimes]
+    if not all(r.ok for r in results):
+        status = "FAIL"
+    elif any(r.checked_statically for r in results):
+        status = "PASS"
+    else:
+        status = "INFO"  # every runtime's op support is shown by its host run
+    return Check("op support", status, "; ".join(r.describe() for r in results))
 
 
 def build_board_report(ctx, board) -> BoardReport:
@@ -100,20 +100,23 @@ def build_board_report(ctx, board) -> BoardReport:
             f"verified by a run at exactly that size); {v.arena.note}")
     else:
         ram_need = tfl.file_bytes + arena
-        ram_method = ("estimate: model file bytes + the TFLM-measured tensor arena "
-                      "(host build); the runtime process itself is not included")
+        ram_method = ("estimate: model file bytes + the tensor arena measured with TFLM's "
+                      "host build, taken as a proxy for the tensors LiteRT/onnxruntime "
+                      "allocate; the runtime process itself (several MB) is not included "
+                      "and no RSS was measured")
     fp = assess(board, model_file_bytes=tfl.file_bytes, weights_bytes=tfl.stored_weight_bytes,
                 ram_needed_bytes=ram_need, ram_method=ram_method, runtime_flash_bytes=None,
                 runtime_flash_method=None)
     checks = [Check(f"{vi.budget} budget", "FAIL", vi.message) for vi in fp.reasons]
     if fp.verdict == "PASS":
         checks.append(Check("flash and RAM budgets", "PASS",
-                            f"flash headroom {fp.flash_headroom_bytes:,} B, RAM headroom "
+                            f"flash headroom {fp.flash_headroom_bytes:,} B (model file only; "
+                            f"the runtime's code is not measured yet), RAM headroom "
                             f"{fp.ram_headroom_bytes:,} B"))
     rt_checks, runs, rows = _runtime_checks(board, v, float_acc, v.tolerance_lsb)
     checks += rt_checks
     checks.append(ctx.sharing_check)
-    checks.append(_op_support(board, tfl))
+    checks.append(_op_support(board, ctx.infos))
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
         checks.append(Check("onnxruntime optimization levels", "FAIL", v.onnx_level_finding))
     verdict = "FAIL" if any(c.status == "FAIL" for c in checks) else "PASS"
@@ -140,6 +143,10 @@ def build_board_report(ctx, board) -> BoardReport:
             "int8_runtimes": {k: rows[k]["accuracy"] for k in runs},
         },
         "agreement": {"reference": v.reference, "tolerance_lsb": v.tolerance_lsb,
+                      "reference_description": "LiteRT's builtin int8 kernels without any "
+                      "delegate, on this host",
+                      "output_scale": ctx.quantized.shared.output_scale,
+                      "output_zero_point": ctx.quantized.shared.output_zero_point,
                       "compared_on": "int8 output values (LSB of the output tensor)",
                       "runtimes": rows},
         "footprint": {
@@ -149,7 +156,6 @@ def build_board_report(ctx, board) -> BoardReport:
             "flash_headroom_bytes": fp.flash_headroom_bytes,
             "ram_needed_bytes": fp.ram_needed_bytes, "ram_method": ram_method,
             "ram_headroom_bytes": fp.ram_headroom_bytes,
-            "runtime_code_flash": "not included (not measured yet)",
             "arena": {"arena_bytes": arena,
                       "planner_reported_bytes": v.arena.planner_reported_bytes,
                       "search_steps": v.arena.search_steps, "note": v.arena.note,

@@ -21,9 +21,14 @@ def _planner_note(arena: dict) -> str:
             "what the model needs to run: it leaves out the planner's scratch.")
 
 
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def _table(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    """A Markdown table; ``|`` inside cells is escaped so every row keeps its columns."""
+    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -32,7 +37,7 @@ def _storage_rows(storage: dict) -> list[list[object]]:
     for key in ("tflite_int8", "onnx_int8", "twin_tflite_int8", "twin_onnx_int8",
                 "tflite_float", "onnx_float"):
         s = storage[key]
-        rows.append([key, s["file"], _b(s["file_bytes"]), _b(s["stored_weight_bytes"]),
+        rows.append([key, _b(s["file_bytes"]), _b(s["stored_weight_bytes"]),
                      s["stored_weight_tensors"], len(s["shared_storage_groups"])])
     return rows
 
@@ -42,21 +47,33 @@ def _sharing_section(model: dict, storage: dict) -> list[str]:
     out = [
         "## Weight sharing",
         "",
-        f"Unique parameters: **{model['unique_params']:,}** shared vs "
+        f"Unique parameters (float elements): **{model['unique_params']:,}** shared vs "
         f"**{model['twin_params']:,}** in the unshared twin (same topology, independent "
-        "weights).",
-        f"Stored int8 weight bytes saved by sharing: TFLite {_b(saved['tflite'])}, "
+        "weights, trained on its own).",
+        f"Stored weight bytes saved by sharing in the int8 files: TFLite {_b(saved['tflite'])}, "
         f"ONNX {_b(saved['onnx'])}.",
         "",
-        _table(["parameter", "shape", "stored", "call sites", "twin stores", "kind"],
+        "Shared parameters (element counts of the float model; in the int8 files a "
+        "conv/linear bias is stored once per call site as int32, because its scale is the "
+        "call site's input scale × the weight scale):",
+        "",
+        _table(["parameter", "shape", "elements stored", "call sites",
+                "elements in the twin", "kind"],
                [[g["name"], "×".join(map(str, g["shape"])), g["stored_params"],
                  g["call_sites"], g["twin_params"], g["kind"]]
                 for g in model["sharing_groups"]]),
         "",
-        "Stored bytes per file (weights and biases as stored; shared tensors counted once):",
+        "Bytes per exported file (stored weights = int8/float weights and int32 biases, "
+        "each stored tensor counted once; file bytes add the graph and tensor metadata):",
         "",
-        _table(["model", "file", "file bytes", "stored weight bytes", "weight tensors",
+        _table(["model", "file bytes", "stored weight bytes", "stored weight tensors",
                 "tensors read by >1 op"], _storage_rows(storage)),
+        "",
+        "A shared file can be larger than the twin's although it stores fewer weight bytes: "
+        "the TRANSPOSE-free deploy form of the shared depthwise conv adds RESHAPE ops "
+        "(Transpose + Reshape in the NCHW ONNX graph), and their outputs are extra tensors "
+        "in the TFLM arena. The converter's zero int32 bias for a bias-less conv is stored "
+        "once and read by every such conv, so it shows as a shared tensor too.",
         "",
     ]
     return out
@@ -86,7 +103,7 @@ def board_markdown(r: dict) -> str:
         ]),
         "",
         f"- Model file: {_b(fp['model_file_bytes'])}, of which stored weights "
-        f"{_b(fp['weights_bytes'])}. Runtime code: {fp['runtime_code_flash']}.",
+        f"{_b(fp['weights_bytes'])}.",
         f"- RAM: {fp['ram_method']}.",
         f"- TFLM arena: {_b(fp['arena']['arena_bytes'])} (the unshared twin: "
         f"{_b(fp['arena']['twin_arena_bytes'])}). {_planner_note(fp['arena'])}",
@@ -107,11 +124,14 @@ def board_markdown(r: dict) -> str:
         "",
         f"## Agreement with `{agr['reference']}` (tolerance ±{agr['tolerance_lsb']} LSB)",
         "",
-        _table(["runtime", "version", "top-1 agreement", "max |Δ| (LSB)", "values differing",
-                "within tolerance", "host wall time"],
+        f"The reference is {agr['reference_description']}. Differences are in LSB of the int8 "
+        f"output (scale {agr['output_scale']:.6g}, zero point {agr['output_zero_point']}).",
+        "",
+        _table(["runtime", "version", "top-1 agreement", "max abs diff (LSB)",
+                "values differing", "within tolerance", "host wall time, whole split"],
                [[k, v["runtime_version"], _pct(v["top1_agreement"]), v["max_abs_diff_lsb"],
                  v["n_values_differing"], "yes" if v["within_tolerance"] else "**no**",
-                 f"{v['host_wall_ms']:.0f} ms (host, not device)"]
+                 f"{v['host_wall_ms']:.0f} ms (host incl. model load; not a device latency)"]
                 for k, v in agr["runtimes"].items()]),
         "",
     ]
@@ -143,7 +163,7 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
         rows.append([
             f"[{b['name']}](boards/{b['name']}/report.md)", f"**{r['verdict']}**",
             ", ".join(b["runtimes"]), _pct(min(int8.values())) if int8 else "n/a",
-            f"{worst} LSB", _b(fp["flash_needed_bytes"]), _b(fp["flash_headroom_bytes"]),
+            worst, _b(fp["flash_needed_bytes"]), _b(fp["flash_headroom_bytes"]),
             _b(fp["ram_needed_bytes"]), _b(fp["ram_headroom_bytes"]),
         ])
     first = reports[0]["accuracy"] if reports else None
@@ -159,7 +179,8 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
         lines += [f"Float top-1 (PyTorch): {_pct(first['float_pytorch'])}; int8 (PyTorch "
                   f"PT2E): {_pct(first['int8_pytorch_pt2e'])}.", ""]
     lines += [
-        _table(["board", "verdict", "runtimes", "worst int8 top-1", "worst |Δ| vs ref",
+        _table(["board", "verdict", "runtimes", "worst int8 top-1",
+                "worst max abs diff vs reference (LSB)",
                 "flash needed", "flash headroom", "RAM needed", "RAM headroom"], rows),
         "",
         "All runs are host runs of each runtime; no number here is a device latency.",

@@ -11,8 +11,6 @@ which reads ``(0.0, 0)`` for per-channel tensors (field case C2).
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,18 +18,21 @@ from typing import Literal
 
 import numpy as np
 
-from tinyshare.errors import DataError, ModelFileError
+from tinyshare.artifacts.files import package_version  # noqa: F401  (re-exported)
+from tinyshare.errors import DataError
 
 __all__ = [
+    "NOT_INSTALLED",
     "Rounding",
     "RuntimeOutputs",
     "as_samples",
     "dequantize",
-    "existing_file",
     "package_version",
     "quantize_input",
     "stack_outputs",
 ]
+
+NOT_INSTALLED = "not installed"
 
 Rounding = Literal["half_away_from_zero", "half_to_even"]
 
@@ -72,6 +73,34 @@ class RuntimeOutputs:
             arr = np.array(getattr(self, name), copy=True)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
+
+    @classmethod
+    def from_raw(
+        cls,
+        runtime: str,
+        runtime_version: str,
+        raw: np.ndarray,
+        output_quant: tuple[float, int] | None,
+        wall_ms: float,
+        extra: Mapping[str, float | int | str | None] | None = None,
+    ) -> RuntimeOutputs:
+        """Build the outputs of a run from its raw values and the output tensor's quantization.
+
+        Args:
+            runtime, runtime_version, wall_ms: as the attributes.
+            raw: (N, K) raw outputs in the output tensor's dtype.
+            output_quant: the output tensor's ``(scale, zero_point)``, or None for a float
+                output (then ``output_scale`` is 1.0, ``output_zero_point`` 0 and
+                ``dequantized`` is ``raw`` as float32).
+            extra: per-run facts; entries whose value is None are left out.
+        """
+        if output_quant is None:
+            scale, zero_point, values = 1.0, 0, np.asarray(raw).astype(np.float32)
+        else:
+            scale, zero_point = float(output_quant[0]), int(output_quant[1])
+            values = dequantize(raw, scale, zero_point)
+        facts = {k: v for k, v in (extra or {}).items() if v is not None}
+        return cls(runtime, runtime_version, raw, scale, zero_point, values, wall_ms, facts)
 
     @property
     def n_samples(self) -> int:
@@ -180,29 +209,3 @@ def stack_outputs(
     return np.stack([np.asarray(o).reshape(-1) for o in outputs])
 
 
-def package_version(distribution: str) -> str:
-    """The installed version of a distribution (e.g. ``"onnxruntime"``), or ``"unknown"``."""
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def existing_file(path: str | os.PathLike, kind: str) -> str:
-    """Return ``path`` as an absolute string after checking it is a ``kind`` file.
-
-    A ".tflite" file must carry the TFLite flatbuffer identifier ``TFL3`` at byte 4.
-
-    Raises:
-        ModelFileError: there is no file at ``path``, or a ".tflite" file lacks
-            the identifier.
-    """
-    full = os.path.abspath(os.fspath(path))
-    if not os.path.isfile(full):
-        raise ModelFileError(f"no {kind} file at {full}")
-    if kind == ".tflite":
-        with open(full, "rb") as f:
-            head = f.read(8)
-        if head[4:8] != b"TFL3":
-            raise ModelFileError(f"{full} is not a .tflite flatbuffer (no TFL3 identifier)")
-    return full

@@ -9,6 +9,8 @@ Two modes:
 Quantization parameters always come from ``quantization_parameters`` (per-axis
 scales, zero points and ``quantized_dimension``). The legacy ``quantization``
 pair is ``(0.0, 0)`` for per-channel tensors (field case C2) and is never used.
+Reports read a file's quantization with ``tinyshare.export.inspect`` (the one
+flatbuffer reader); ``tensor_quant_params`` is LiteRT's own view, kept to cross-check it.
 """
 
 from __future__ import annotations
@@ -20,12 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinyshare.errors import DataError, ModelFileError, RuntimeUnavailableError
+from tinyshare.artifacts.files import require_model_file
 from tinyshare.targets.runtimes.base import (
     Rounding,
     RuntimeOutputs,
     as_samples,
-    dequantize,
-    existing_file,
     package_version,
     quantize_input,
     stack_outputs,
@@ -36,7 +37,10 @@ __all__ = ["TensorQuantParams", "litert_version", "run_litert", "tensor_quant_pa
 
 @dataclass(frozen=True, eq=False)
 class TensorQuantParams:
-    """One tensor of a .tflite file and its quantization, from ``quantization_parameters``.
+    """One tensor of a .tflite file and its quantization as LiteRT's interpreter reports it.
+
+    Copied from ``get_tensor_details()`` (``quantization_parameters`` and the legacy
+    ``quantization``), nothing parsed here; the file reader is ``tinyshare.export.inspect``.
 
     Attributes:
         index: tensor index in the interpreter.
@@ -67,7 +71,7 @@ class TensorQuantParams:
 
 
 def litert_version() -> str:
-    """The installed ai-edge-litert version, or ``"unknown"``."""
+    """The installed ai-edge-litert version, or ``"not installed"``."""
     return package_version("ai-edge-litert")
 
 
@@ -76,7 +80,7 @@ def _interpreter(model_path: str | os.PathLike, reference_kernels: bool):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RuntimeUnavailableError(f"ai_edge_litert cannot be imported: {exc}") from exc
-    path = existing_file(model_path, ".tflite")
+    path = str(require_model_file(model_path, "tflite"))
     resolver = (
         OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         if reference_kernels
@@ -107,7 +111,11 @@ def _per_tensor(details: dict, what: str) -> tuple[float, int] | None:
 
 
 def tensor_quant_params(model_path: str | os.PathLike) -> list[TensorQuantParams]:
-    """Read every tensor's quantization from ``quantization_parameters``.
+    """LiteRT's view of every tensor's quantization (``get_tensor_details()``), for cross-checks.
+
+    Reports and harnesses read quantization from ``quantization_parameters`` or from the
+    file (``tinyshare.export.inspect``); this keeps the legacy pair too, so tests can
+    show it reads ``(0.0, 0)`` for per-channel tensors (field case C2).
 
     Args:
         model_path: path to a .tflite file.
@@ -197,18 +205,11 @@ def run_litert(
         results.append(interp.get_tensor(out["index"]).copy())
     raw = stack_outputs(results)
     wall_ms = (time.perf_counter() - start) * 1e3
-    if out_q is None:
-        scale, zp, deq = 1.0, 0, raw.astype(np.float32)
-    else:
-        scale, zp = out_q
-        deq = dequantize(raw, scale, zp)
-    return RuntimeOutputs(
+    return RuntimeOutputs.from_raw(
         runtime="litert-ref" if reference_kernels else "litert-xnnpack",
         runtime_version=litert_version(),
         raw=raw,
-        output_scale=scale,
-        output_zero_point=zp,
-        dequantized=deq,
+        output_quant=out_q,
         wall_ms=wall_ms,
         extra={
             "output_shape": "x".join(str(int(s)) for s in out["shape"]),

@@ -23,12 +23,11 @@ from typing import Literal
 import numpy as np
 
 from tinyshare.errors import DataError, ModelFileError, RuntimeUnavailableError
+from tinyshare.artifacts.files import require_model_file
 from tinyshare.targets.runtimes.base import (
     Rounding,
     RuntimeOutputs,
     as_samples,
-    dequantize,
-    existing_file,
     package_version,
     quantize_input,
     stack_outputs,
@@ -58,33 +57,8 @@ class _IoQuant:
 
 
 def onnxruntime_version() -> str:
-    """The installed onnxruntime version, or ``"unknown"``."""
+    """The installed onnxruntime version, or ``"not installed"``."""
     return package_version("onnxruntime")
-
-
-def _constants(model) -> dict[str, np.ndarray]:
-    """Initializers and Constant-node values of the main graph, by output name."""
-    from onnx import numpy_helper
-
-    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.output:
-            for attr in node.attribute:
-                if attr.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(attr.t)
-    return values
-
-
-def _scalar(values: dict[str, np.ndarray], node, pos: int, what: str) -> float | int | None:
-    if len(node.input) <= pos or not node.input[pos]:
-        return None
-    name = node.input[pos]
-    if name not in values:
-        raise ModelFileError(f"{what}: {node.op_type} input {name!r} is not a constant")
-    arr = np.asarray(values[name])
-    if arr.size != 1:
-        raise ModelFileError(f"{what}: {node.op_type} {name!r} has {arr.size} values; expected 1")
-    return arr.reshape(()).item()
 
 
 def _value_info(vi) -> tuple[np.dtype, tuple[int | None, ...]]:
@@ -96,9 +70,24 @@ def _value_info(vi) -> tuple[np.dtype, tuple[int | None, ...]]:
 
 
 def _io_quant(model) -> tuple[list[_IoQuant], _IoQuant]:
-    """Read the inputs' and the single output's quantization from the Q/DQ nodes around them."""
-    values = _constants(model)
+    """Read the inputs' and the single output's quantization from the Q/DQ nodes around them.
+
+    The scales and zero points come from the inspector's Q/DQ reader
+    (``tinyshare.export.inspect_onnx.qdq_params``); this only checks the I/O structure.
+    """
+    from tinyshare.export.inspect_onnx import qdq_params
+
     graph = model.graph
+    quant = qdq_params(graph)
+
+    def per_tensor(name: str, what: str) -> tuple[float, int]:
+        scales, zero_points, _ = quant.get(name, ((), (), None))
+        if len(scales) != 1:
+            raise ModelFileError(
+                f"{what} {name!r}: expected one constant per-tensor scale on its "
+                f"Q/DQ node, found {len(scales)}")
+        return scales[0], zero_points[0]
+
     initializer_names = {t.name for t in graph.initializer}
     inputs = []
     for vi in graph.input:
@@ -115,9 +104,7 @@ def _io_quant(model) -> tuple[list[_IoQuant], _IoQuant]:
                 f"integer input {vi.name!r} must feed only DequantizeLinear nodes, "
                 f"found {[n.op_type for n in consumers]}"
             )
-        scale = _scalar(values, dq[0], 1, f"input {vi.name!r}")
-        zp = _scalar(values, dq[0], 2, f"input {vi.name!r}") or 0
-        inputs.append(_IoQuant(vi.name, dtype, shape, float(scale), int(zp)))
+        inputs.append(_IoQuant(vi.name, dtype, shape, *per_tensor(vi.name, "input")))
     if len(graph.output) != 1:
         raise ModelFileError(f"expected 1 graph output, found {len(graph.output)}")
     out_vi = graph.output[0]
@@ -130,10 +117,7 @@ def _io_quant(model) -> tuple[list[_IoQuant], _IoQuant]:
             f"integer output {out_vi.name!r} must come from a QuantizeLinear, found "
             f"{[n.op_type for n in producers]}"
         )
-    q = producers[0]
-    scale = _scalar(values, q, 1, f"output {out_vi.name!r}")
-    zp = _scalar(values, q, 2, f"output {out_vi.name!r}") or 0
-    return inputs, _IoQuant(out_vi.name, dtype, shape, float(scale), int(zp))
+    return inputs, _IoQuant(out_vi.name, dtype, shape, *per_tensor(out_vi.name, "output"))
 
 
 def _session(model_bytes: bytes, level: OrtLevel):
@@ -214,7 +198,7 @@ def run_onnxruntime(
         import onnx
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise RuntimeUnavailableError(f"onnx cannot be imported: {exc}") from exc
-    path = existing_file(model_path, ".onnx")
+    path = str(require_model_file(model_path, "onnx"))
     start = time.perf_counter()
     try:
         model = onnx.load(path)
@@ -237,17 +221,11 @@ def run_onnxruntime(
             )
     raw = stack_outputs(results)
     wall_ms = (time.perf_counter() - start) * 1e3
-    if out.scale is None:
-        scale, zp, deq = 1.0, 0, raw.astype(np.float32)
-    else:
-        scale, zp, deq = out.scale, out.zero_point, dequantize(raw, out.scale, out.zero_point)
-    return RuntimeOutputs(
+    return RuntimeOutputs.from_raw(
         runtime=f"onnxruntime[{_LEVEL_NAMES[optimization]}]",
         runtime_version=onnxruntime_version(),
         raw=raw,
-        output_scale=scale,
-        output_zero_point=zp,
-        dequantized=deq,
+        output_quant=None if out.scale is None else (out.scale, out.zero_point),
         wall_ms=wall_ms,
         extra={
             "output_shape": "x".join("?" if d is None else str(d) for d in out.shape),

@@ -1,9 +1,9 @@
 """TensorFlow Lite Micro on the host: outputs, the smallest working arena, the op resolver.
 
 TFLM (``tflite-micro`` Python package: reference kernels, the real memory planner)
-always runs in a child process: with a too-small arena the host build sometimes
-segfaults instead of raising (measured: arenas of ~100-300 bytes). A crash counts
-as "does not run" and the child is restarted.
+always runs in a child process (``tflm_child.py``: the server and the op probe): with a
+too-small arena the host build sometimes segfaults instead of raising (measured: arenas of
+~100-300 bytes). A crash counts as "does not run" and the child is restarted.
 
 Arena figures come from the 64-bit host build (a 32-bit Cortex-M build uses smaller
 structs). The allocator's "Arena allocation total" is kept only for comparison: it
@@ -17,7 +17,6 @@ import functools
 import importlib.util
 import json
 import os
-import re
 import select
 import shutil
 import subprocess
@@ -30,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from tinyshare.errors import DataError, RuntimeUnavailableError, UnsupportedOpError
-from tinyshare.targets.runtimes.base import (Rounding, RuntimeOutputs, as_samples, dequantize,
-                                             existing_file, package_version)
+from tinyshare.artifacts.files import require_model_file
+from tinyshare.targets.runtimes.base import Rounding, RuntimeOutputs, as_samples, package_version
 
 __all__ = ["ArenaMeasurement", "HOST_BUILD_NOTE", "TflmOpRegistry", "find_arena_bytes",
            "run_tflm", "tflm_registered_ops", "tflm_version"]
@@ -40,7 +39,6 @@ HOST_BUILD_NOTE = ("measured with the 64-bit host build of TFLM (tflite-micro Py
                    "a 32-bit Cortex-M build uses smaller structs")
 _ALIGN_BYTES = 16
 _REQUEST_TIMEOUT_S = 120.0
-_TOTAL_RE = re.compile(r"Arena allocation total (\d+) bytes")
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ class TflmOpRegistry:
 
 
 def tflm_version() -> str:
-    """The installed tflite-micro version, or ``"unknown"``."""
+    """The installed tflite-micro version, or ``"not installed"``."""
     return package_version("tflite-micro")
 
 
@@ -85,7 +83,10 @@ def _align(n: int) -> int:
 
 
 class _Worker:
-    """A child process running TFLM requests (a crash answers ``ok: False``); ``tmp`` is scratch."""
+    """A child process running TFLM requests (a crash answers ``ok: False``); ``tmp`` is scratch.
+
+    The child runs ``tinyshare.targets.runtimes.tflm_child.serve`` (the protocol is there).
+    """
 
     def __init__(self) -> None:
         if importlib.util.find_spec("tflite_micro") is None:
@@ -97,7 +98,7 @@ class _Worker:
         root = str(Path(__file__).resolve().parents[3])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-        code = "from tinyshare.targets.runtimes.tflm import _serve; _serve()"
+        code = "from tinyshare.targets.runtimes.tflm_child import serve; serve()"
         return subprocess.Popen(
             [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, env=env, text=True,
@@ -175,7 +176,7 @@ def run_tflm(
         UnsupportedOpError: TFLM does not register an op of the model.
         RuntimeUnavailableError: TFLM cannot allocate or invoke with this arena, or crashed.
     """
-    path = existing_file(model_path, ".tflite")
+    path = str(require_model_file(model_path, "tflite"))
     if int(arena_bytes) <= 0:
         raise DataError(f"arena_bytes must be positive, got {arena_bytes}")
     samples = as_samples(x)
@@ -189,13 +190,10 @@ def run_tflm(
             _raise_for(resp, f"TFLM cannot run {path} with a {arena_bytes}-byte arena")
         raw = np.load(out_path)
     wall_ms = (time.perf_counter() - start) * 1e3
-    quantized = resp["out_scale"] is not None
-    scale, zp = (float(resp["out_scale"]), int(resp["out_zero_point"])) if quantized else (1.0, 0)
-    deq = dequantize(raw, scale, zp) if quantized else raw.astype(np.float32)
+    out_quant = None if resp["out_scale"] is None else (resp["out_scale"], resp["out_zero_point"])
     extra = {"arena_bytes": int(arena_bytes), "invoke_ms": resp["invoke_ms"],
              "output_shape": resp["output_shape"], "planner_reported_bytes": resp["planner_total"]}
-    return RuntimeOutputs("tflm", tflm_version(), raw, scale, zp, deq, wall_ms,
-                          {k: v for k, v in extra.items() if v is not None})
+    return RuntimeOutputs.from_raw("tflm", tflm_version(), raw, out_quant, wall_ms, extra)
 
 
 def find_arena_bytes(
@@ -226,7 +224,7 @@ def find_arena_bytes(
         RuntimeUnavailableError: no arena up to ``max_arena_bytes`` works, or the
             verifying run at the found size fails.
     """
-    path = existing_file(model_path, ".tflite")
+    path = str(require_model_file(model_path, "tflite"))
     sample = np.asarray(sample_input, dtype=np.float32)
     steps = 0
     with contextlib.closing(_Worker()) as worker:
@@ -284,115 +282,3 @@ def tflm_registered_ops() -> TflmOpRegistry:
     return TflmOpRegistry(builtin_ops=frozenset(resp["ops"]),
                           checks_op_versions=bool(resp["checks_versions"]),
                           tflm_version=tflm_version())
-
-
-# --------------------------------------------------------------------------- child side
-
-
-def _probe_model(code: int, version: int) -> bytes:
-    """A model with the builtin op ``code`` then an unregistered custom op."""
-    import flatbuffers
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-
-    model, probed = s.ModelT(), s.OperatorCodeT()
-    model.version = 3
-    probed.builtinCode, probed.deprecatedBuiltinCode, probed.version = code, min(code, 127), version
-    sentinel = s.OperatorCodeT()
-    sentinel.builtinCode = sentinel.deprecatedBuiltinCode = s.BuiltinOperator.CUSTOM
-    sentinel.customCode, sentinel.version = b"tinyshare.sentinel", 1
-    model.operatorCodes, model.buffers = [probed, sentinel], [s.BufferT()]
-    graph = s.SubGraphT()
-    graph.tensors, graph.operators = [s.TensorT(), s.TensorT()], [s.OperatorT(), s.OperatorT()]
-    for k, t in enumerate(graph.tensors):
-        t.shape, t.type, t.buffer, t.name = [1], s.TensorType.FLOAT32, 0, b"ab"[k : k + 1]
-    for k, op in enumerate(graph.operators):
-        op.opcodeIndex, op.inputs, op.outputs = k, [0], [1]
-    if code == s.BuiltinOperator.VAR_HANDLE:  # the Python wrapper reads its options
-        op, op.builtinOptionsType = graph.operators[0], s.BuiltinOptions.VarHandleOptions
-        op.builtinOptions = s.VarHandleOptionsT()
-        op.builtinOptions.sharedName = b"probe"
-    graph.inputs, graph.outputs, model.subgraphs = [0], [1], [graph]
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
-def _serve() -> None:  # pragma: no cover - runs in the child process
-    """Child loop: one JSON request per stdin line, one JSON answer per line."""
-    from tflite_micro.python.tflite_micro import runtime
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-
-    from tinyshare.targets.runtimes.base import quantize_input
-
-    reply = os.fdopen(os.dup(1), "w")
-    log_fd, log_path = tempfile.mkstemp(prefix="tinyshare-tflm-log-")
-    os.unlink(log_path)  # the open descriptor keeps it alive; nothing is left behind
-    os.dup2(log_fd, 1)  # native prints (TFLM's DebugLog) go to the log, not the protocol
-    os.dup2(log_fd, 2)
-
-    def read_log() -> str:
-        os.lseek(log_fd, 0, 0)
-        return os.read(log_fd, 1 << 16).decode(errors="replace")
-
-    def reset_log() -> None:
-        os.ftruncate(log_fd, 0)
-        os.lseek(log_fd, 0, 0)
-
-    def resolves(code: int, version: int) -> bool:
-        reset_log()
-        with contextlib.suppress(RuntimeError):  # it always fails: on ``code`` or the sentinel
-            runtime.Interpreter.from_bytes(_probe_model(code, version), arena_size=1 << 16)
-        text = read_log()
-        return "Didn't find op for builtin" not in text and "op code CUSTOM" in text
-
-    def handle(req: dict) -> dict:
-        if req["cmd"] == "ops":
-            names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-            found = [names[c] for c in sorted(names)
-                     if c != s.BuiltinOperator.CUSTOM and resolves(c, 1)]
-            any_version = resolves(s.BuiltinOperator.CONV_2D, 99)
-            return {"ok": True, "ops": found, "checks_versions": not any_version}
-        x = np.load(req["inputs"])
-        try:
-            stage = "allocate"
-            it = runtime.Interpreter.from_file(req["model"], arena_size=req["arena"])
-            ind, outd = it.get_input_details(0), it.get_output_details(0)
-            in_dtype, out_dtype = np.dtype(ind["dtype"]), np.dtype(outd["dtype"])
-            shape = tuple(ind["shape"].tolist())
-            if x.shape[1:] != shape[1:]:
-                return {"ok": False, "stage": "input", "log": "",
-                        "error": f"inputs {x.shape} do not fit the model input {shape}"}
-            if np.issubdtype(in_dtype, np.integer):
-                qp = ind["quantization_parameters"]
-                x = quantize_input(x, float(qp["scales"][0]), int(qp["zero_points"][0]),
-                                   in_dtype, rounding=req.get("rounding", "half_away_from_zero"))
-            stage, t0, ys = "invoke", time.perf_counter(), []
-            for i in range(x.shape[0]):
-                it.set_input(x[i : i + 1].astype(in_dtype), 0)
-                it.invoke()
-                ys.append(np.array(it.get_output(0)).reshape(-1))
-            invoke_ms = (time.perf_counter() - t0) * 1e3
-            reset_log()
-            it.print_allocations()
-            match = _TOTAL_RE.search(read_log())
-        except (RuntimeError, ValueError) as exc:
-            return {"ok": False, "stage": stage, "error": f"{stage}: {exc}",
-                    "log": read_log()[-4000:]}
-        if req.get("outputs"):
-            np.save(req["outputs"], np.stack(ys))
-        qp = outd["quantization_parameters"]
-        quantized = np.issubdtype(out_dtype, np.integer)
-        return {"ok": True, "invoke_ms": invoke_ms,
-                "out_scale": float(qp["scales"][0]) if quantized else None,
-                "out_zero_point": int(qp["zero_points"][0]) if quantized else 0,
-                "output_shape": "x".join(str(int(d)) for d in outd["shape"]),
-                "planner_total": int(match.group(1)) if match else None}
-
-    for line in sys.stdin:
-        reset_log()
-        try:
-            answer = handle(json.loads(line))
-        except Exception as exc:  # any failure is an answer, never a dead child
-            answer = {"ok": False, "stage": "child", "error": repr(exc), "log": read_log()[-4000:]}
-        reply.write(json.dumps(answer) + "\n")
-        reply.flush()

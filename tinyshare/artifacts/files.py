@@ -11,7 +11,13 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyshare.errors import ModelFileError
+
 MANIFEST_SCHEMA_VERSION = 1
+_SUFFIX_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
+TFLITE_FILE_IDENTIFIER = b"TFL3"  # bytes 4-8 of every .tflite flatbuffer
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 _VERSIONED = (
     "torch", "torchao", "litert-torch", "ai-edge-litert", "onnx", "onnxscript",
@@ -35,6 +41,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give reports the usual mode
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -69,16 +76,20 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages whose behaviour the results depend on."""
+def package_version(name: str) -> str:
+    """The installed version of distribution ``name``, or ``"not installed"``."""
     from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages whose behaviour the results depend on."""
     out = {"python": platform.python_version(), "machine": platform.machine()}
-    for name in _VERSIONED:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
+    out.update({name: package_version(name) for name in _VERSIONED})
     return out
 
 
@@ -110,3 +121,42 @@ def write_manifest(
         "versions": package_versions(),
         "files": files,
     })
+
+
+def require_model_file(path: str | os.PathLike[str], model_format: str | None = None) -> Path:
+    """Check that ``path`` is a readable, non-empty model file before anything loads it.
+
+    This is the one file check for model files: the inspector and every runtime harness
+    (``tinyshare.targets.runtimes``) call it. A ``.tflite`` model must carry the flatbuffer
+    identifier ``TFL3`` at byte 4.
+
+    Args:
+        path: the model file.
+        model_format: ``"tflite"`` or ``"onnx"``; None takes it from the suffix
+            (``.tflite`` / ``.onnx``, any other suffix is an error).
+
+    Returns:
+        The absolute path.
+
+    Raises:
+        ModelFileError: unknown suffix (when ``model_format`` is None), no such file, not
+            readable, empty, or a TFLite file without the ``TFL3`` identifier. One line,
+            naming the file.
+    """
+    path = Path(path)
+    fmt = model_format if model_format is not None else _SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt not in ("tflite", "onnx"):
+        got = repr(model_format) if model_format is not None else repr(path.suffix)
+        raise ModelFileError(f"{path}: unknown model format {got} (expected .tflite or .onnx)")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({type(exc).__name__}: {exc.strerror})") from exc
+    if not head:
+        raise ModelFileError(f"{path}: empty file")
+    if fmt == "tflite" and head[4:8] != TFLITE_FILE_IDENTIFIER:
+        raise ModelFileError(f"{path}: not a TFLite flatbuffer (no 'TFL3' file identifier)")
+    return path.absolute()
