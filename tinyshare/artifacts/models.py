@@ -7,8 +7,13 @@ exporters read it, both through this module.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+    import torchao
 
 # aten ops that carry a weight (args[1]) and an optional bias (args[2]).
 COMPUTE_OPS = ("aten.conv2d.default", "aten.linear.default", "aten.convolution.default")
@@ -72,9 +77,9 @@ class QuantizedModel:
             int8 I/O quantization.
     """
 
-    graph: object
-    quantizer: object
-    example_input: object
+    graph: torch.fx.GraphModule
+    quantizer: torchao.quantization.pt2e.quantizer.Quantizer
+    example_input: torch.Tensor
     weights: tuple[QuantizedWeight, ...]
     input_scale: float
     input_zero_point: int

@@ -38,7 +38,77 @@ def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
-class SharedDepthwiseConv2d(nn.Module):
+class _SharedConvBase(nn.Module):
+    """Plumbing shared by the weight-shared convs: geometry, bias, activation, twin.
+
+    Args:
+        in_channels / out_channels: channel counts of the equivalent ordinary conv.
+        weight_channels: leading dims of the one stored filter bank, e.g. (1, 1).
+        groups: the equivalent ordinary conv's groups (its unshared twin).
+        fan_in: fan-in of the equivalent ordinary conv, for initialisation.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, weight_channels: tuple[int, int],
+        kernel_size, stride, padding, dilation, bias: bool, activation: str | None,
+        groups: int,
+    ) -> None:
+        super().__init__()
+        if activation not in (None, "relu"):
+            raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.activation = activation
+        self.groups = groups
+        self.deploy = False
+        self.weight = nn.Parameter(torch.empty(*weight_channels, *self.kernel_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(out_channels))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Fan-in of the equivalent ordinary conv, so activations keep their scale.
+        fan_in = (self.in_channels // self.groups) * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+            f"bias={self.bias is not None}, activation={self.activation}, deploy={self.deploy}"
+        )
+
+    def _act(self, y: torch.Tensor) -> torch.Tensor:
+        return F.relu(y) if self.activation == "relu" else y
+
+    def _broadcast_weight(self) -> torch.Tensor:
+        """The shared filters broadcast to the ordinary conv's weight shape (no copy)."""
+        return self.weight.expand(
+            self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    def unshared_twin(self) -> nn.Conv2d:
+        """An ``nn.Conv2d`` holding the shared filters broadcast, with its own copy."""
+        conv = nn.Conv2d(
+            self.in_channels, self.out_channels, self.kernel_size, self.stride, self.padding,
+            self.dilation, groups=self.groups, bias=self.bias is not None,
+        )
+        with torch.no_grad():
+            conv.weight.copy_(self._broadcast_weight())
+            if self.bias is not None:
+                conv.bias.copy_(self.bias)
+        return conv
+
+
+class SharedDepthwiseConv2d(_SharedConvBase):
     """Depthwise conv whose single K×K filter is shared by every channel.
 
     Parameters: ``weight`` (1, 1, K, K) float32, and ``bias`` (C,) float32 when
@@ -68,39 +138,9 @@ class SharedDepthwiseConv2d(nn.Module):
         bias: bool = True,
         activation: str | None = None,
     ) -> None:
-        super().__init__()
-        if activation not in (None, "relu"):
-            raise ValueError(f"activation must be None or 'relu', got {activation!r}")
+        super().__init__(channels, channels, (1, 1), kernel_size, stride, padding, dilation,
+                         bias, activation, groups=channels)
         self.channels = channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
-        self.activation = activation
-        self.deploy = False
-        self.weight = nn.Parameter(torch.empty(1, 1, *self.kernel_size))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(channels))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        fan_in = self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-            f"padding={self.padding}, dilation={self.dilation}, "
-            f"bias={self.bias is not None}, activation={self.activation}, deploy={self.deploy}"
-        )
-
-    def _act(self, y: torch.Tensor) -> torch.Tensor:
-        return F.relu(y) if self.activation == "relu" else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.deploy:
@@ -110,9 +150,9 @@ class SharedDepthwiseConv2d(nn.Module):
         return self._forward_reshape(x)
 
     def _forward_train(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.channels
-        w = self.weight.expand(c, 1, *self.kernel_size)  # no copy; grads sum into one filter
-        y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, groups=c)
+        w = self._broadcast_weight()  # no copy; gradients sum into the one filter
+        y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation,
+                     groups=self.channels)
         return self._act(y)
 
     def _forward_reshape(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,20 +177,7 @@ class SharedDepthwiseConv2d(nn.Module):
         t = self._act(t)
         return t.permute(0, 3, 1, 2)  # (N, C, H', W')
 
-    def unshared_twin(self) -> nn.Conv2d:
-        """An ``nn.Conv2d`` depthwise conv holding the shared filter broadcast."""
-        conv = nn.Conv2d(
-            self.channels, self.channels, self.kernel_size, self.stride, self.padding,
-            self.dilation, groups=self.channels, bias=self.bias is not None,
-        )
-        with torch.no_grad():
-            conv.weight.copy_(self.weight.expand_as(conv.weight))
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
-
-
-class SharedConv2d(nn.Module):
+class SharedConv2d(_SharedConvBase):
     """Conv with one K×K filter per output channel, shared across all input channels.
 
     y_o = w_o ⋆ Σ_c x_c + b_o. Parameters: ``weight`` (C_out, 1, K, K) float32 and
@@ -175,60 +202,17 @@ class SharedConv2d(nn.Module):
         bias: bool = True,
         activation: str | None = None,
     ) -> None:
-        super().__init__()
-        if activation not in (None, "relu"):
-            raise ValueError(f"activation must be None or 'relu', got {activation!r}")
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = _pair(padding)
-        self.dilation = _pair(dilation)
-        self.activation = activation
-        self.deploy = False
-        self.weight = nn.Parameter(torch.empty(out_channels, 1, *self.kernel_size))
-        if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # Fan-in of the equivalent ordinary conv, so activations keep their scale.
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        bound = 1.0 / math.sqrt(fan_in)
-        nn.init.uniform_(self.weight, -bound, bound)
-        if self.bias is not None:
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
-            f"bias={self.bias is not None}, activation={self.activation}, deploy={self.deploy}"
-        )
+        super().__init__(in_channels, out_channels, (out_channels, 1), kernel_size, stride,
+                         padding, dilation, bias, activation, groups=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.deploy:
             s = x.sum(dim=1, keepdim=True)  # (N, 1, H, W): Σ_c x_c
             y = F.conv2d(s, self.weight, self.bias, self.stride, self.padding, self.dilation)
         else:
-            w = self.weight.expand(self.out_channels, self.in_channels, *self.kernel_size)
-            y = F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation)
-        return F.relu(y) if self.activation == "relu" else y
-
-    def unshared_twin(self) -> nn.Conv2d:
-        """An ``nn.Conv2d`` holding the shared filters broadcast over C_in."""
-        conv = nn.Conv2d(
-            self.in_channels, self.out_channels, self.kernel_size, self.stride,
-            self.padding, self.dilation, bias=self.bias is not None,
-        )
-        with torch.no_grad():
-            conv.weight.copy_(self.weight.expand_as(conv.weight))
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
-
+            y = F.conv2d(x, self._broadcast_weight(), self.bias, self.stride, self.padding,
+                         self.dilation)
+        return self._act(y)
 
 class SharedLinear(nn.Module):
     """Rank-1 linear layer: one weight vector shared by all outputs.

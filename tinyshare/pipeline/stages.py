@@ -15,10 +15,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tinyshare.artifacts import atomic_write_json, package_versions, sha256_file
 from tinyshare.config import RunConfig
 from tinyshare.pipeline.train import Progress
+
+if TYPE_CHECKING:
+    from tinyshare.pipeline.steps import QuantizedPair, TrainedModel
+    from tinyshare.pipeline.validate import ValidationResult
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +62,9 @@ class RunResult:
     summary_report: Path | None = None
     board_reports: dict[str, Path] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
-    trained: object | None = None
-    quantized: object | None = None
-    validation: object | None = None
+    trained: TrainedModel | None = None
+    quantized: QuantizedPair | None = None
+    validation: ValidationResult | None = None
 
 
 def _staging_dir(final: Path) -> Path:

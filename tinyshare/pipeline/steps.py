@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,6 +14,9 @@ from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.train import Progress, TrainResult, top1, train_model
 from tinyshare.artifacts.models import QuantizedModel
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,8 @@ class TrainedModel:
         unique_params / twin_params: stored parameter elements, each counted once.
     """
 
-    model: object
-    twin: object
+    model: torch.nn.Module
+    twin: torch.nn.Module
     metrics: TrainResult
     twin_metrics: TrainResult
     unique_params: int

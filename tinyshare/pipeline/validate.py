@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,10 @@ from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.steps import ExportedModels, QuantizedPair, TrainedModel
 from tinyshare.pipeline.train import Progress, predict, top1
+
+if TYPE_CHECKING:
+    from tinyshare.targets.agreement import Agreement
+    from tinyshare.targets.runtimes.tflm import ArenaMeasurement
 
 REFERENCE_RUNTIME = "litert-ref"
 
@@ -41,7 +46,7 @@ class RuntimeCheck:
     model_file: str
     layout: str
     accuracy: float
-    agreement: object
+    agreement: Agreement
     host_wall_ms: float
     n_outputs: int
 
@@ -61,8 +66,8 @@ class ValidationResult:
     int8_pytorch_accuracy: float
     float_accuracy: dict[str, float]
     onnx_level_finding: str | None
-    arena: object
-    twin_arena: object
+    arena: ArenaMeasurement
+    twin_arena: ArenaMeasurement
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:

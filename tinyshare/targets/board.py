@@ -236,7 +236,8 @@ def boards_table(boards: Iterable[BoardProfile]) -> Table:
 
     table = Table(title="Boards")
     for header in ("name", "board", "cpu", "os", "flash budget", "RAM budget", "runtimes", "emulator"):
-        table.add_column(header, justify="right" if "budget" in header else "left")
+        table.add_column(header, justify="right" if "budget" in header else "left",
+                         no_wrap=header == "name")  # the name is what users type
     for board in boards:
         table.add_row(
             board.name,

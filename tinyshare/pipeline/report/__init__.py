@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from tinyshare.artifacts import atomic_write_json, atomic_write_text, package_versions
@@ -13,15 +14,20 @@ from tinyshare.pipeline.report.build import BoardReport, Check, build_board_repo
 from tinyshare.pipeline.report.build import storage_summary
 from tinyshare.pipeline.report.markdown import board_markdown, summary_markdown
 
+if TYPE_CHECKING:
+    from tinyshare.config import RunConfig
+    from tinyshare.pipeline.steps import QuantizedPair, TrainedModel
+    from tinyshare.pipeline.validate import ValidationResult
+
 __all__ = ["report_stage", "sharing_check"]
 
 
 @dataclass(frozen=True)
 class _Context:
-    cfg: object
-    trained: object
-    quantized: object
-    validation: object
+    cfg: RunConfig
+    trained: TrainedModel
+    quantized: QuantizedPair
+    validation: ValidationResult
     infos: dict
     storage: dict
     model_summary: dict
