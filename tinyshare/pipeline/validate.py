@@ -55,7 +55,8 @@ class RuntimeCheck:
 class ValidationResult:
     """All host runtime checks plus the TFLM arena of the int8 model.
 
-    Every accuracy here is top-1 on the same ``n_samples`` test samples.
+    Every accuracy here is top-1 on the same ``n_samples`` test samples. The twin's int8
+    accuracy is measured on LiteRT's builtin kernels (the reference).
     """
 
     reference: str
@@ -64,6 +65,8 @@ class ValidationResult:
     checks: dict[str, RuntimeCheck]
     float_pytorch_accuracy: float
     int8_pytorch_accuracy: float
+    twin_float_pytorch_accuracy: float
+    twin_int8_accuracy: float
     float_accuracy: dict[str, float]
     onnx_level_finding: str | None
     arena: ArenaMeasurement
@@ -135,6 +138,8 @@ def validate_stage(
         reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
         float_pytorch_accuracy=top1(predict(trained.model, x), y),
         int8_pytorch_accuracy=top1(quantized.shared.run(x), y),
+        twin_float_pytorch_accuracy=top1(predict(trained.twin, x), y),
+        twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, _nhwc(x)).dequantized, y),
         float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
         twin_arena=twin_arena,
     )

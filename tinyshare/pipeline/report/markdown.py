@@ -120,7 +120,9 @@ def board_markdown(r: dict) -> str:
                [["float", "PyTorch", _pct(acc["float_pytorch"])]]
                + [["float", k, _pct(v)] for k, v in acc["float_host_runtimes"].items()]
                + [["int8", "PyTorch (PT2E Q/DQ)", _pct(acc["int8_pytorch_pt2e"])]]
-               + [["int8", k, _pct(v)] for k, v in acc["int8_runtimes"].items()]),
+               + [["int8", k, _pct(v)] for k, v in acc["int8_runtimes"].items()]
+               + [["unshared twin, float", "PyTorch", _pct(acc["twin_float_pytorch"])],
+                  ["unshared twin, int8", "litert-ref", _pct(acc["twin_int8_litert_ref"])]]),
         "",
         f"## Agreement with `{agr['reference']}` (tolerance ±{agr['tolerance_lsb']} LSB)",
         "",
@@ -177,7 +179,10 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
     ]
     if first:
         lines += [f"Float top-1 (PyTorch): {_pct(first['float_pytorch'])}; int8 (PyTorch "
-                  f"PT2E): {_pct(first['int8_pytorch_pt2e'])}.", ""]
+                  f"PT2E): {_pct(first['int8_pytorch_pt2e'])}. The unshared twin: float "
+                  f"{_pct(first['twin_float_pytorch'])}, int8 (litert-ref) "
+                  f"{_pct(first['twin_int8_litert_ref'])}. Top-1 on {first['n_samples']} test "
+                  "samples.", ""]
     lines += [
         _table(["board", "verdict", "runtimes", "worst int8 top-1",
                 "worst max abs diff vs reference (LSB)",
