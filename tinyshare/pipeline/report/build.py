@@ -140,6 +140,8 @@ def build_board_report(ctx, board) -> BoardReport:
             "float_pytorch": float_acc,
             "float_host_runtimes": v.float_accuracy,
             "int8_pytorch_pt2e": v.int8_pytorch_accuracy,
+            "int8_reference": {"runtime": v.reference,
+                               "accuracy": v.checks[v.reference].accuracy},
             "twin_float_pytorch": v.twin_float_pytorch_accuracy,
             "twin_int8_litert_ref": v.twin_int8_accuracy,
             "int8_runtimes": {k: rows[k]["accuracy"] for k in runs},

@@ -119,7 +119,9 @@ def board_markdown(r: dict) -> str:
         _table(["model", "runtime", "top-1"],
                [["float", "PyTorch", _pct(acc["float_pytorch"])]]
                + [["float", k, _pct(v)] for k, v in acc["float_host_runtimes"].items()]
-               + [["int8", "PyTorch (PT2E Q/DQ)", _pct(acc["int8_pytorch_pt2e"])]]
+               + [["int8", "PyTorch (PT2E Q/DQ)", _pct(acc["int8_pytorch_pt2e"])],
+                  ["int8", f"{acc['int8_reference']['runtime']} (reference)",
+                   _pct(acc["int8_reference"]["accuracy"])]]
                + [["int8", k, _pct(v)] for k, v in acc["int8_runtimes"].items()]
                + [["unshared twin, float", "PyTorch", _pct(acc["twin_float_pytorch"])],
                   ["unshared twin, int8", "litert-ref", _pct(acc["twin_int8_litert_ref"])]]),
@@ -179,7 +181,9 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
     ]
     if first:
         lines += [f"Float top-1 (PyTorch): {_pct(first['float_pytorch'])}; int8 (PyTorch "
-                  f"PT2E): {_pct(first['int8_pytorch_pt2e'])}. The unshared twin: float "
+                  f"PT2E): {_pct(first['int8_pytorch_pt2e'])}; int8 on the reference "
+                  f"({first['int8_reference']['runtime']}): "
+                  f"{_pct(first['int8_reference']['accuracy'])}. The unshared twin: float "
                   f"{_pct(first['twin_float_pytorch'])}, int8 (litert-ref) "
                   f"{_pct(first['twin_int8_litert_ref'])}. Top-1 on {first['n_samples']} test "
                   "samples.", ""]
