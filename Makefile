@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= configs/digits.toml
 
-.PHONY: demo test install clean boards
+TS     := $(VENV)/bin/tinyshare
+
+.PHONY: demo test install clean boards boards-list
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +24,24 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
+# Per-board targets come from the board registry through pattern rules, so a new board
+# file needs no Makefile edit. Each maps onto one tinyshare command:
+#   make export-<board>    tinyshare run $(CONFIG) --board <board>
+#                          (deployable files + example script + report in runs/<run>/<board>/)
+#   make validate-<board>  the same run plus the emulated on-device check of that board
+#   make boards            one run over every board in the registry, Linux boards emulated
+export-%: $(STAMP)
+	$(TS) run $(CONFIG) --board $*
+
+validate-%: $(STAMP)
+	$(TS) run $(CONFIG) --board $* --set validation.emulate=true
+
 boards: $(STAMP)
-	$(VENV)/bin/tinyshare boards list
+	$(TS) run $(CONFIG) --set validation.emulate=true \
+		$(foreach b,$(shell $(TS) boards list --names),--board $(b))
+
+boards-list: $(STAMP)
+	$(TS) boards list
 
 clean:
 	rm -rf runs .pytest_cache

@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a config value, e.g. train.epochs=5 (repeatable)")
     b = sub.add_parser("boards", help="list or show board profiles")
     bsub = b.add_subparsers(dest="boards_command", required=True)
-    bsub.add_parser("list", help="list the known boards")
+    bl = bsub.add_parser("list", help="list the known boards")
+    bl.add_argument("--names", action="store_true", help="print only the names, one per line")
+    bl.add_argument("--os", choices=["linux", "baremetal"], help="only boards with this OS")
     s = bsub.add_parser("show", help="show one board profile")
     s.add_argument("name", help="a board name or a path to a board .toml")
     return p
@@ -85,7 +87,11 @@ def _cmd_boards(args, console) -> int:
     from tinyshare.targets.board_registry import list_boards, load_board
 
     if args.boards_command == "list":
-        console.print(boards_table(list_boards()))
+        boards = [b for b in list_boards() if args.os in (None, b.os)]
+        if args.names:
+            print("\n".join(b.name for b in boards))
+        else:
+            console.print(boards_table(boards))
     else:
         console.print(board_details(load_board(args.name)))
     return 0

@@ -54,6 +54,9 @@ class ValidationConfig(BaseModel):
     model_config = _Strict
     tolerance_lsb: int = Field(1, ge=0)
     max_samples: int = Field(0, ge=0, description="0 = the whole test split")
+    emulate: bool = Field(False, description="also run each Linux board's runtimes under "
+                          "qemu-user from its device image")
+    emulate_timeout_s: float = Field(600.0, gt=0.0, description="limit per emulated run")
 
 
 class RunConfig(BaseModel):
