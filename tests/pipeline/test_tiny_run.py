@@ -161,3 +161,34 @@ def test_tflite_int8_graph_has_no_transpose(files):
     ops = {o.op_code for o in inspect_model(files["tflite_int8"]).ops}
     assert "TRANSPOSE" not in ops
     assert {"DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"} <= ops
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_deploy_folder_runs_on_its_runtime(tiny_run, board, tmp_path):
+    """runs/<run>/<board>/ holds the files the board loads and example scripts that work."""
+    import subprocess
+    import sys
+
+    from tinyshare.targets.board_registry import load_board
+    from tinyshare.targets.runtimes.registry import RUNTIMES
+
+    d = tiny_run.run_dir / board
+    b = load_board(board)
+    assert (d / "README.md").is_file() and (d / "report.json").is_file()
+    x = np.load(tiny_run.run_dir / "data" / "test.npz")["x"][:8]
+    for rt in b.runtimes:
+        fmt = RUNTIMES.get(rt).model_format
+        assert (d / f"model_int8.{fmt}").is_file()
+        script = d / f"run_{rt.replace('-', '_')}.py"
+        if rt == "tflm" or rt == "tflite-runtime":
+            continue  # firmware library / not installed on the host
+        inp = tmp_path / "in.npy"
+        np.save(inp, x.transpose(0, 2, 3, 1) if fmt == "tflite" else x)
+        proc = subprocess.run([sys.executable, str(script), str(inp)], cwd=d,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        got = [int(v) for v in proc.stdout.split()]
+        ref = np.load(tiny_run.run_dir / "validate" / "outputs_int8.npz")["litert-ref"][:8]
+        # Class picks match the host reference (ties in int8 can flip argmax only when the
+        # top two outputs are within 1 LSB).
+        assert sum(g == r for g, r in zip(got, ref.argmax(1))) >= 7

@@ -170,7 +170,8 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> di
         from tinyshare.pipeline.validate import validate_stage
 
         validation = timed(Stage.VALIDATE, lambda: validate_stage(
-            cfg, trained, exported, quantized, splits, root / "validate", progress))
+            cfg, trained, exported, quantized, splits, root / "validate", progress,
+            boards=tuple(boards)))
     if until >= Stage.REPORT:
         from tinyshare.pipeline.report import report_stage
 

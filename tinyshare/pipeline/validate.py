@@ -8,7 +8,7 @@ are not reported here.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ from tinyshare.pipeline.steps import ExportedModels, QuantizedPair, TrainedModel
 from tinyshare.pipeline.train import Progress, predict, top1
 
 if TYPE_CHECKING:
+    from tinyshare.pipeline.emulate import BoardEmulation
     from tinyshare.targets.agreement import Agreement
     from tinyshare.targets.runtimes.tflm import ArenaMeasurement
 
@@ -71,6 +72,7 @@ class ValidationResult:
     onnx_level_finding: str | None
     arena: ArenaMeasurement
     twin_arena: ArenaMeasurement
+    emulation: dict[str, BoardEmulation] = field(default_factory=dict)
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:
@@ -79,9 +81,10 @@ def _nhwc(x: np.ndarray) -> np.ndarray:
 
 def validate_stage(
     cfg: RunConfig, trained: TrainedModel, exported: ExportedModels, quantized: QuantizedPair,
-    splits: DataSplits, out: Path, progress: Progress | None = None,
+    splits: DataSplits, out: Path, progress: Progress | None = None, boards: tuple = (),
 ) -> ValidationResult:
-    """Run int8 (and float) files on LiteRT, onnxruntime (both levels) and TFLM."""
+    """Run int8 (and float) files on LiteRT, onnxruntime (both levels) and TFLM, and, with
+    ``validation.emulate``, each Linux board's runtimes under emulation (``boards``)."""
     from tinyshare.targets.agreement import compare
     from tinyshare.targets.runtimes.litert import run_litert
     from tinyshare.targets.runtimes.onnxruntime import run_onnx_both_levels, run_onnxruntime
@@ -134,6 +137,7 @@ def validate_stage(
     float_acc["onnxruntime (float .onnx)"] = top1(
         run_onnxruntime(exported.onnx_float, x, optimization="all").dequantized, y)
     tick()
+    emulation = _emulate(cfg, boards, exported, quantized, x, y, ref, progress)
     result = ValidationResult(
         reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
         float_pytorch_accuracy=top1(predict(trained.model, x), y),
@@ -141,7 +145,7 @@ def validate_stage(
         twin_float_pytorch_accuracy=top1(predict(trained.twin, x), y),
         twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, _nhwc(x)).dequantized, y),
         float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
-        twin_arena=twin_arena,
+        twin_arena=twin_arena, emulation=emulation,
     )
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "outputs_int8.npz", **{k: v[2].raw for k, v in runs.items()})
@@ -149,3 +153,22 @@ def validate_stage(
     write_manifest(out, stage="validate", inputs={"n_samples": int(n), "tolerance_lsb": tol},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
     return result
+
+
+def _emulate(cfg, boards, exported, quantized, x, y, reference, progress) -> dict:
+    """Emulated checks for every Linux board, when the config asks for them."""
+    if not cfg.validation.emulate:
+        return {}
+    from tinyshare.pipeline.emulate import emulate_board
+
+    q = quantized.shared
+    io_quant = {"input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
+                "output_scale": q.output_scale, "output_zero_point": q.output_zero_point}
+    files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
+    return {
+        b.name: emulate_board(b, files, x, y, reference, io_quant,
+                              tolerance_lsb=cfg.validation.tolerance_lsb,
+                              timeout_s=cfg.validation.emulate_timeout_s, progress=progress)
+        for b in boards
+        if b.os == "linux" and b.emulator is not None and b.emulator.kind == "qemu-user"
+    }

@@ -12,6 +12,7 @@ from tinyshare.artifacts import atomic_write_json, atomic_write_text, package_ve
 from tinyshare.artifacts import write_manifest
 from tinyshare.pipeline.report.build import BoardReport, Check, build_board_report
 from tinyshare.pipeline.report.build import storage_summary
+from tinyshare.pipeline.report.deploy import write_deploy_folder
 from tinyshare.pipeline.report.markdown import board_markdown, summary_markdown
 
 if TYPE_CHECKING:
@@ -94,10 +95,14 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         },
     )
     reports = {b.name: build_board_report(ctx, b) for b in boards}
-    for name, rep in reports.items():
-        d = root / "boards" / name
+    int8_files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
+    for board in boards:
+        rep = reports[board.name]
+        d = root / "boards" / board.name
         atomic_write_json(d / "report.json", rep.data)
         atomic_write_text(d / "report.md", board_markdown(rep.data))
+        write_deploy_folder(root / board.name, board, int8_files, quantized.shared,
+                            splits.input_shape, d)
     atomic_write_text(root / "report.md", summary_markdown(
         cfg.name, [r.data for r in reports.values()], storage, model_summary))
     write_manifest(root / "boards", stage="report", inputs={"boards": list(reports)},

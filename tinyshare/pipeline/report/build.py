@@ -86,6 +86,49 @@ def _op_support(board, infos) -> Check:
     return Check("op support", status, "; ".join(r.describe() for r in results))
 
 
+def _emulated(board, validation, float_acc: float) -> tuple[list[Check], dict | None]:
+    """Checks and report data for the board's emulated runs, if any ran."""
+    from tinyshare.pipeline.emulate import MIN_TOP1_AGREEMENT
+
+    emu = validation.emulation.get(board.name)
+    if emu is None:
+        return [], None
+    if emu.error:
+        return [Check("emulated device image", "FAIL", emu.error)], {"error": emu.error}
+    checks, rows = [], {}
+    for c in emu.checks:
+        label = f"emulated {c.runtime} on {board.emulator.cpu}"
+        if not c.ok:
+            checks.append(Check(label, "FAIL", c.error))
+            rows[c.runtime] = {"ok": False, "error": c.error}
+            continue
+        a = c.agreement
+        ok = a.within_tolerance and a.top1_agreement >= MIN_TOP1_AGREEMENT
+        drop = (float_acc - c.accuracy) * 100.0
+        ok = ok and drop <= MAX_ACCURACY_DROP_POINTS
+        checks.append(Check(label, "PASS" if ok else "FAIL",
+                            f"top-1 {100 * c.accuracy:.2f} % (drop {drop:+.2f} points), max abs "
+                            f"diff {a.max_abs_diff_lsb} LSB vs {validation.reference} (±"
+                            f"{a.tolerance_lsb}), top-1 agreement {100 * a.top1_agreement:.2f} % "
+                            f"(min {100 * MIN_TOP1_AGREEMENT:.0f} %)"))
+        rows[c.runtime] = {
+            "ok": True, "accuracy": c.accuracy, "top1_agreement": a.top1_agreement,
+            "max_abs_diff_lsb": a.max_abs_diff_lsb, "n_values_differing": a.n_values_differing,
+            "runtime_version": c.runtime_version, "command": c.command,
+            "load_ms": c.load_ms, "peak_rss_kb": c.peak_rss_kb,
+            "emulated_wall_s": c.emulated_wall_s,
+        }
+    data = {
+        "emulator": f"qemu-user {board.emulator.arch} -cpu {board.emulator.cpu}",
+        "image_key": emu.image_key, "image_manifest": emu.image_manifest,
+        "image_seconds": round(emu.image_seconds, 1),
+        "note": "wall time under emulation is host time of the emulator, not a device "
+                "latency; peak RSS is the emulator process's as the guest sees it",
+        "runtimes": rows,
+    }
+    return checks, data
+
+
 def build_board_report(ctx, board) -> BoardReport:
     """Build one board's report from the run context ``ctx`` (see ``report_stage``)."""
     from tinyshare.targets.footprint import assess
@@ -115,6 +158,8 @@ def build_board_report(ctx, board) -> BoardReport:
                             f"{fp.ram_headroom_bytes:,} B"))
     rt_checks, runs, rows = _runtime_checks(board, v, float_acc, v.tolerance_lsb)
     checks += rt_checks
+    emu_checks, emu_data = _emulated(board, v, float_acc)
+    checks += emu_checks
     checks.append(ctx.sharing_check)
     checks.append(_op_support(board, ctx.infos))
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
@@ -166,6 +211,7 @@ def build_board_report(ctx, board) -> BoardReport:
                       "twin_arena_bytes": v.twin_arena.arena_bytes},
             "notes": list(fp.notes),
         },
+        "emulated": emu_data,
         "ops": [{"index": o.index, "op": o.op_code, "version": o.version} for o in tfl.ops],
         "provenance": ctx.provenance,
     }

@@ -79,6 +79,35 @@ def _sharing_section(model: dict, storage: dict) -> list[str]:
     return out
 
 
+def _emulated_section(emu: dict | None) -> list[str]:
+    if emu is None:
+        return ["## On-device checks (emulated)", "",
+                "Not run: enable with `--set validation.emulate=true` "
+                "(`make validate-<board>`).", ""]
+    if "error" in emu:
+        return ["## On-device checks (emulated)", "", f"**Failed:** {emu['error']}", ""]
+    rows = []
+    for name, v in emu["runtimes"].items():
+        if not v["ok"]:
+            rows.append([name, "**failed**", v["error"], "", "", "", "", ""])
+            continue
+        rows.append([name, v["runtime_version"], _pct(v["accuracy"]),
+                     _pct(v["top1_agreement"]), v["max_abs_diff_lsb"],
+                     f"{v['load_ms']:.0f} ms" if v["load_ms"] is not None else "n/a",
+                     f"{v['peak_rss_kb'] / 1024:.0f} MiB" if v["peak_rss_kb"] else "n/a",
+                     f"`{v['command']}`"])
+    return [
+        "## On-device checks (emulated)", "",
+        f"Emulator: {emu['emulator']}; device image `{emu['image_key']}` "
+        f"(manifest `{emu['image_manifest']}`, ready in {emu['image_seconds']} s). "
+        f"{emu['note']}.", "",
+        _table(["runtime", "version", "top-1", "top-1 agreement with host reference",
+                "max abs diff (LSB)", "model load (emulated)", "peak RSS (guest view)",
+                "command"], rows),
+        "",
+    ]
+
+
 def board_markdown(r: dict) -> str:
     """Render one board's ``report.json`` dict as Markdown."""
     b, fp, acc, agr = r["board"], r["footprint"], r["accuracy"], r["agreement"]
@@ -139,6 +168,7 @@ def board_markdown(r: dict) -> str:
                 for k, v in agr["runtimes"].items()]),
         "",
     ]
+    lines += _emulated_section(r.get("emulated"))
     lines += _sharing_section(r["model"], r["storage"])
     lines += [
         "## Ops (int8 .tflite, graph order)",

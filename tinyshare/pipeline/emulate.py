@@ -1,0 +1,140 @@
+"""Emulated on-device checks: each Linux board's runtimes, run from its device image.
+
+For every Linux board, the board's own device image (Debian userland + the runtime
+wheels pinned for that board, under qemu-user with ``-cpu`` set to the board's core) runs
+the int8 files on the test split. Outputs are compared in LSB with the host int8
+reference. Wall time under emulation is recorded as host time of the emulator and is
+never a device latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tinyshare.errors import TinyshareError
+
+log = logging.getLogger(__name__)
+
+MIN_TOP1_AGREEMENT = 0.99
+
+# Guest runs standing for each board runtime: (guest runtime, model format, ORT level).
+GUEST_RUNS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "litert": (("litert", "tflite", None),),
+    "tflite-runtime": (("tflite-runtime", "tflite", None),),
+    "onnxruntime": (("onnxruntime", "onnx", "all"), ("onnxruntime", "onnx", "disable")),
+}
+
+
+@dataclass(frozen=True)
+class EmulatedCheck:
+    """One board runtime run under emulation on the test split.
+
+    Attributes:
+        board / runtime: e.g. ``"rpi4b"``, ``"onnxruntime[ORT_DISABLE_ALL]"``.
+        ok: the run finished; ``error`` holds the one-line failure otherwise.
+        accuracy: top-1 in [0, 1]; agreement: ``Agreement`` with the host reference.
+        runtime_version: the version the guest imported.
+        command: the emulator command line.
+        load_ms / peak_rss_kb: as the guest measured them (under qemu-user the RSS is
+            the emulator process's, an upper bound for the board).
+        emulated_wall_s: host wall time of the whole guest process: not a device latency.
+    """
+
+    board: str
+    runtime: str
+    ok: bool
+    error: str | None = None
+    accuracy: float | None = None
+    agreement: object | None = None
+    runtime_version: str | None = None
+    command: str | None = None
+    load_ms: float | None = None
+    peak_rss_kb: int | None = None
+    emulated_wall_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BoardEmulation:
+    """Everything emulated for one board, plus its device image."""
+
+    board: str
+    image_key: str | None
+    image_manifest: str | None
+    image_seconds: float
+    checks: tuple[EmulatedCheck, ...] = field(default_factory=tuple)
+    error: str | None = None
+
+
+def _nhwc(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def emulate_board(
+    board, files: dict[str, Path], x: np.ndarray, y: np.ndarray, reference, io_quant: dict,
+    *, tolerance_lsb: int, timeout_s: float,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> BoardEmulation:
+    """Build (or reuse) ``board``'s device image and run each of its runtimes in it.
+
+    Args:
+        board: a Linux ``BoardProfile`` with a qemu-user emulator.
+        files: ``{"tflite": int8 .tflite path, "onnx": int8 .onnx path}``.
+        x / y: (N, C, H, W) float32 test inputs and (N,) int64 labels.
+        reference: the host reference ``RuntimeOutputs`` on the same N inputs.
+        io_quant: ``{"input_scale", "input_zero_point", "output_scale",
+            "output_zero_point"}`` of the int8 model, for ONNX I/O.
+        tolerance_lsb: allowed max |difference| against the reference.
+        timeout_s: limit for each guest process.
+
+    Returns:
+        The board's ``BoardEmulation``; a failed image build or a failed run is recorded
+        (one line, with the guest's stderr tail), never raised, so other boards still run.
+    """
+    from tinyshare.pipeline.train import top1
+    from tinyshare.targets.agreement import compare
+    from tinyshare.targets.emulation import ensure_image, image_spec_for
+    from tinyshare.targets.emulation.run import run_emulated
+
+    t0 = time.perf_counter()
+    emu = board.emulator
+    try:
+        spec = image_spec_for(emu.arch, emu.cpu, board.cores, board.runtimes)
+        image = ensure_image(spec)
+    except TinyshareError as e:
+        return BoardEmulation(board=board.name, image_key=None, image_manifest=None,
+                              image_seconds=time.perf_counter() - t0, error=str(e))
+    image_s = time.perf_counter() - t0
+    runs = [r for rt in board.runtimes for r in GUEST_RUNS.get(rt, ())]
+    checks = []
+    for i, (guest_rt, fmt, level) in enumerate(runs):
+        argv, env = image.guest_prefix(guest_rt, emu.cpu)
+        inputs = _nhwc(x) if fmt == "tflite" else x
+        name = guest_rt if level is None else (
+            f"onnxruntime[ORT_{'ENABLE' if level == 'all' else 'DISABLE'}_ALL]")
+        try:
+            run = run_emulated(argv, env, guest_rt, files[fmt], inputs, timeout_s=timeout_s,
+                               ort_level=level, io_quant=io_quant if fmt == "onnx" else None)
+        except TinyshareError as e:
+            checks.append(EmulatedCheck(board=board.name, runtime=name, ok=False, error=str(e)))
+            continue
+        finally:
+            if progress:
+                progress(f"emulate {board.name}", i + 1, len(runs))
+        out = run.outputs
+        checks.append(EmulatedCheck(
+            board=board.name, runtime=name, ok=True,
+            accuracy=top1(out.dequantized, y),
+            agreement=compare(reference, out, tolerance_lsb=tolerance_lsb),
+            runtime_version=out.runtime_version, command=run.command,
+            load_ms=run.stats.get("load_ms"), peak_rss_kb=run.stats.get("peak_rss_kb"),
+            emulated_wall_s=run.wall_s,
+        ))
+    return BoardEmulation(board=board.name, image_key=spec.key,
+                          image_manifest=str(image.manifest), image_seconds=image_s,
+                          checks=tuple(checks))

@@ -1,0 +1,113 @@
+"""``runs/<run>/<board>/``: what a board needs, ready to copy onto it.
+
+For every board: the int8 model files its runtimes load, a tiny example script per runtime
+(numpy and the runtime only), a README with the I/O quantization, and the board's report.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tinyshare.artifacts import atomic_write_text
+
+_TFLITE_EXAMPLE = '''"""Run {model} with {display} on the device: python3 {script} input.npy
+
+input.npy: float32 array (N, {layout_shape}) in {layout} layout. Prints the top-1 class of
+each sample. Needs only numpy and {package}.
+"""
+import sys
+
+import numpy as np
+from {module} import Interpreter
+
+interpreter = Interpreter(model_path="{model}", num_threads=1)
+interpreter.allocate_tensors()
+inp = interpreter.get_input_details()[0]
+out = interpreter.get_output_details()[0]
+in_scale, in_zp = inp["quantization_parameters"]["scales"][0], inp["quantization_parameters"]["zero_points"][0]
+out_scale, out_zp = out["quantization_parameters"]["scales"][0], out["quantization_parameters"]["zero_points"][0]
+x = np.load(sys.argv[1]).astype(np.float32)
+for sample in x:
+    v = sample / in_scale
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + in_zp, -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], q[None])
+    interpreter.invoke()
+    y = (interpreter.get_tensor(out["index"])[0].astype(np.float32) - out_zp) * out_scale
+    print(int(y.argmax()))
+'''
+
+_ONNX_EXAMPLE = '''"""Run {model} with ONNX Runtime on the device: python3 {script} input.npy
+
+input.npy: float32 array (N, {layout_shape}) in NCHW layout. Prints the top-1 class of
+each sample. Needs only numpy and onnxruntime. The model's I/O is int8: input scale
+{in_scale!r}, zero point {in_zp}; output scale {out_scale!r}, zero point {out_zp}.
+"""
+import sys
+
+import numpy as np
+import onnxruntime as ort
+
+session = ort.InferenceSession("{model}", providers=["CPUExecutionProvider"])
+name = session.get_inputs()[0].name
+x = np.load(sys.argv[1]).astype(np.float32)
+for sample in x:
+    v = sample / {in_scale!r}
+    q = np.clip(np.sign(v) * np.floor(np.abs(v) + 0.5) + {in_zp}, -128, 127).astype(np.int8)
+    y = (session.run(None, {{name: q[None]}})[0][0].astype(np.float32) - {out_zp}) * {out_scale!r}
+    print(int(y.argmax()))
+'''
+
+_RUNTIME_MODULES = {
+    "litert": ("ai_edge_litert.interpreter", "LiteRT", "ai-edge-litert"),
+    "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime", "tflite-runtime"),
+}
+
+
+def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, input_shape,
+                        report_dir: Path) -> Path:
+    """Write ``out`` (``runs/<run>/<board>/``) for ``board``; returns ``out``.
+
+    Args:
+        files: ``{"tflite": int8 .tflite, "onnx": int8 .onnx}``.
+        quantized: the ``QuantizedModel`` (I/O scales and zero points).
+        input_shape: (C, H, W) of one sample.
+        report_dir: the folder holding the board's ``report.json`` / ``report.md``.
+    """
+    from tinyshare.targets.runtimes.registry import RUNTIMES
+
+    out.mkdir(parents=True, exist_ok=True)
+    c, h, w = input_shape
+    lines = [f"# {board.display_name}: deployable int8 model", "",
+             "| runtime | model file | example |", "|---|---|---|"]
+    for rt in board.runtimes:
+        fmt = RUNTIMES.get(rt).model_format
+        model = files[fmt].name
+        shutil.copyfile(files[fmt], out / model)
+        script = f"run_{rt.replace('-', '_')}.py"
+        if fmt == "onnx":
+            text = _ONNX_EXAMPLE.format(
+                model=model, script=script, layout_shape=f"{c}, {h}, {w}",
+                in_scale=quantized.input_scale, in_zp=quantized.input_zero_point,
+                out_scale=quantized.output_scale, out_zp=quantized.output_zero_point)
+        elif rt in _RUNTIME_MODULES:
+            module, display, package = _RUNTIME_MODULES[rt]
+            text = _TFLITE_EXAMPLE.format(
+                model=model, script=script, display=display, package=package, module=module,
+                layout="NHWC", layout_shape=f"{h}, {w}, {c}")
+        else:
+            lines.append(f"| {rt} | {model} | (linked into firmware; no script) |")
+            continue
+        atomic_write_text(out / script, text)
+        lines.append(f"| {rt} | `{model}` | `python3 {script} input.npy` |")
+    lines += [
+        "", "The int8 model quantizes its input with scale "
+        f"{quantized.input_scale!r} and zero point {quantized.input_zero_point}; the "
+        f"output has scale {quantized.output_scale!r} and zero point "
+        f"{quantized.output_zero_point}. The .tflite takes NHWC, the .onnx NCHW.", "",
+        "The board's report is `report.md` / `report.json` in this folder.", "",
+    ]
+    atomic_write_text(out / "README.md", "\n".join(lines))
+    for name in ("report.md", "report.json"):
+        shutil.copyfile(report_dir / name, out / name)
+    return out
