@@ -18,10 +18,20 @@ $(STAMP): pyproject.toml requirements.lock
 
 install: $(STAMP)
 
+# Emulated ARM runs need qemu-user-static: installed here when running as root,
+# otherwise one line says what to run.
+QEMU := /usr/bin/qemu-aarch64-static
+$(QEMU):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null; \
+	else \
+		echo "tinyshare: emulated boards need qemu-user-static: run 'sudo apt-get install qemu-user-static', then retry" >&2; exit 2; \
+	fi
+
 demo: $(STAMP)
 	$(VENV)/bin/tinyshare run $(CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) $(QEMU)
 	$(PY) -m pytest
 
 # Per-board targets come from the board registry through pattern rules, so a new board
@@ -33,10 +43,10 @@ test: $(STAMP)
 export-%: $(STAMP)
 	$(TS) run $(CONFIG) --board $*
 
-validate-%: $(STAMP)
+validate-%: $(STAMP) $(QEMU)
 	$(TS) run $(CONFIG) --board $* --set validation.emulate=true
 
-boards: $(STAMP)
+boards: $(STAMP) $(QEMU)
 	$(TS) run $(CONFIG) --set validation.emulate=true \
 		$(foreach b,$(shell $(TS) boards list --names),--board $(b))
 

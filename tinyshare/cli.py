@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     bl.add_argument("--os", choices=["linux", "baremetal"], help="only boards with this OS")
     s = bsub.add_parser("show", help="show one board profile")
     s.add_argument("name", help="a board name or a path to a board .toml")
+    su = bsub.add_parser("setup", help="build (or check) a Linux board's device image")
+    su.add_argument("name", help="a Linux board name or a path to a board .toml")
     return p
 
 
@@ -92,6 +94,12 @@ def _cmd_boards(args, console) -> int:
             print("\n".join(b.name for b in boards))
         else:
             console.print(boards_table(boards))
+    elif args.boards_command == "setup":
+        from tinyshare.pipeline.emulate import board_image
+
+        image = board_image(load_board(args.name))
+        console.print(f"Device image for {args.name}: {image.root}", soft_wrap=True)
+        console.print(f"Manifest: {image.manifest}", soft_wrap=True)
     else:
         console.print(board_details(load_board(args.name)))
     return 0

@@ -75,8 +75,28 @@ def _nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
+def board_image(board):
+    """Build (or reuse) ``board``'s device image: its arch, core, core count and runtimes.
+
+    Raises:
+        BoardError: the board is not an emulated Linux board, or names a runtime with no
+            wheels for its architecture.
+        RuntimeUnavailableError: qemu missing, registry unreachable, or a failed build.
+    """
+    from tinyshare.errors import BoardError
+    from tinyshare.targets.emulation import ensure_image, image_spec_for
+
+    emu = board.emulator
+    if board.os != "linux" or emu is None or emu.kind != "qemu-user":
+        raise BoardError(f"{board.name}: no device image: only Linux boards with a qemu-user "
+                         "emulator have one")
+    spec = image_spec_for(emu.arch, board.cpu.lower(), board.cores,
+                          [rt for rt in board.runtimes if rt in GUEST_RUNS])
+    return ensure_image(spec)
+
+
 def emulate_board(
-    board, files: dict[str, Path], x: np.ndarray, y: np.ndarray, reference, io_quant: dict,
+    board, files: dict[str, Path], x: np.ndarray, y: np.ndarray, reference,
     *, tolerance_lsb: int, timeout_s: float,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> BoardEmulation:
@@ -87,8 +107,6 @@ def emulate_board(
         files: ``{"tflite": int8 .tflite path, "onnx": int8 .onnx path}``.
         x / y: (N, C, H, W) float32 test inputs and (N,) int64 labels.
         reference: the host reference ``RuntimeOutputs`` on the same N inputs.
-        io_quant: ``{"input_scale", "input_zero_point", "output_scale",
-            "output_zero_point"}`` of the int8 model, for ONNX I/O.
         tolerance_lsb: allowed max |difference| against the reference.
         timeout_s: limit for each guest process.
 
@@ -98,14 +116,11 @@ def emulate_board(
     """
     from tinyshare.pipeline.train import top1
     from tinyshare.targets.agreement import compare
-    from tinyshare.targets.emulation import ensure_image, image_spec_for
-    from tinyshare.targets.emulation.run import run_emulated
+    from tinyshare.targets.emulation.run import emulated_run_name, image_prefix, run_emulated
 
     t0 = time.perf_counter()
-    emu = board.emulator
     try:
-        spec = image_spec_for(emu.arch, emu.cpu, board.cores, board.runtimes)
-        image = ensure_image(spec)
+        image = board_image(board)
     except TinyshareError as e:
         return BoardEmulation(board=board.name, image_key=None, image_manifest=None,
                               image_seconds=time.perf_counter() - t0, error=str(e))
@@ -113,13 +128,12 @@ def emulate_board(
     runs = [r for rt in board.runtimes for r in GUEST_RUNS.get(rt, ())]
     checks = []
     for i, (guest_rt, fmt, level) in enumerate(runs):
-        argv, env = image.guest_prefix(guest_rt, emu.cpu)
+        argv, env = image_prefix(image, guest_rt)
         inputs = _nhwc(x) if fmt == "tflite" else x
-        name = guest_rt if level is None else (
-            f"onnxruntime[ORT_{'ENABLE' if level == 'all' else 'DISABLE'}_ALL]")
+        name = emulated_run_name(guest_rt, level or "all")
         try:
             run = run_emulated(argv, env, guest_rt, files[fmt], inputs, timeout_s=timeout_s,
-                               ort_level=level, io_quant=io_quant if fmt == "onnx" else None)
+                               ort_level=level or "all")
         except TinyshareError as e:
             checks.append(EmulatedCheck(board=board.name, runtime=name, ok=False, error=str(e)))
             continue
@@ -127,14 +141,25 @@ def emulate_board(
             if progress:
                 progress(f"emulate {board.name}", i + 1, len(runs))
         out = run.outputs
+        command = _readable_command(run.command, image.root, files[fmt])
         checks.append(EmulatedCheck(
             board=board.name, runtime=name, ok=True,
             accuracy=top1(out.dequantized, y),
             agreement=compare(reference, out, tolerance_lsb=tolerance_lsb),
-            runtime_version=out.runtime_version, command=run.command,
+            runtime_version=out.runtime_version, command=command,
             load_ms=run.stats.get("load_ms"), peak_rss_kb=run.stats.get("peak_rss_kb"),
             emulated_wall_s=run.wall_s,
         ))
-    return BoardEmulation(board=board.name, image_key=spec.key,
+    return BoardEmulation(board=board.name, image_key=image.spec.key,
                           image_manifest=str(image.manifest), image_seconds=image_s,
                           checks=tuple(checks))
+
+
+def _readable_command(command: str, image_root: Path, model: Path) -> str:
+    """The emulator command with the image folder as ``$IMAGE``, the model by file name and
+    the scratch folder as ``$TMP``, so it reads the same on every machine and run."""
+    import re
+
+    out = command.replace(str(image_root), "$IMAGE").replace(str(model), model.name)
+    out = re.sub(r"\S*/(guest_runner\.py)", r"\1", out)
+    return re.sub(r"\S*/tinyshare-emu-[^/\s]+", "$TMP", out)

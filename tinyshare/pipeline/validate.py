@@ -161,12 +161,9 @@ def _emulate(cfg, boards, exported, quantized, x, y, reference, progress) -> dic
         return {}
     from tinyshare.pipeline.emulate import emulate_board
 
-    q = quantized.shared
-    io_quant = {"input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
-                "output_scale": q.output_scale, "output_zero_point": q.output_zero_point}
     files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
     return {
-        b.name: emulate_board(b, files, x, y, reference, io_quant,
+        b.name: emulate_board(b, files, x, y, reference,
                               tolerance_lsb=cfg.validation.tolerance_lsb,
                               timeout_s=cfg.validation.emulate_timeout_s, progress=progress)
         for b in boards

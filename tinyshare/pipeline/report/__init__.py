@@ -88,9 +88,12 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         sharing_check=sharing_check(infos, len(quantized.shared.weights)),
         provenance={
             "command": command, "seed": cfg.seed, "versions": package_versions(),
-            "execution": f"every runtime ran on this host ({platform.machine()} builds); "
-                         "no emulated or on-device run is part of this report, and no time "
-                         "in it is a device latency",
+            "execution": (
+                f"host runs use each runtime's {platform.machine()} build"
+                + ("; Linux boards' runtimes also ran from their ARM device images under "
+                   "qemu-user (emulated, see 'On-device checks')" if validation.emulation
+                   else "; no emulated or on-device run is part of this report")
+                + "; no time in it is a device latency"),
             "stage_seconds": dict(stage_seconds),
         },
     )

@@ -97,7 +97,7 @@ def _emulated(board, validation, float_acc: float) -> tuple[list[Check], dict | 
         return [Check("emulated device image", "FAIL", emu.error)], {"error": emu.error}
     checks, rows = [], {}
     for c in emu.checks:
-        label = f"emulated {c.runtime} on {board.emulator.cpu}"
+        label = f"{c.runtime} on {board.cpu}"
         if not c.ok:
             checks.append(Check(label, "FAIL", c.error))
             rows[c.runtime] = {"ok": False, "error": c.error}

@@ -1,0 +1,86 @@
+"""Emulated on-device checks through the pipeline: a 64-bit and a 32-bit board, each
+runtime run from the board's own device image under qemu-user (marked ``emulated``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARDS = ["rpi4b", "rpi3b-armhf"]
+
+pytestmark = [
+    pytest.mark.emulated,
+    pytest.mark.skipif(shutil.which("qemu-aarch64-static") is None,
+                       reason="qemu-user-static not installed (make test installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def emulated_run(tmp_path_factory):
+    from tinyshare.config import load_config
+    from tinyshare.pipeline.stages import run
+
+    out = tmp_path_factory.mktemp("runs-emulated")
+    cfg = load_config(ROOT / "configs" / "digits_tiny.toml", [
+        f'output_dir="{out}"', "validation.emulate=true",
+        "boards=[" + ", ".join(f'"{b}"' for b in BOARDS) + "]"])
+    return run(cfg, command="pytest emulated_run")
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_every_runtime_of_the_board_ran_emulated_and_agrees(emulated_run, board):
+    from tinyshare.targets.board_registry import load_board
+
+    emu = emulated_run.validation.emulation[board]
+    assert emu.error is None
+    expected = {"rpi4b": {"litert-xnnpack (emulated)", "onnxruntime[ORT_ENABLE_ALL] (emulated)",
+                          "onnxruntime[ORT_DISABLE_ALL] (emulated)",
+                          "tflite-runtime (emulated)"},
+                "rpi3b-armhf": {"tflite-runtime (emulated)"}}[board]
+    assert {c.runtime for c in emu.checks} == expected
+    core = load_board(board).cpu.lower()
+    for c in emu.checks:
+        assert c.ok, c.error
+        assert c.agreement.max_abs_diff_lsb <= 1
+        assert c.agreement.top1_agreement >= 0.99
+        assert "-cpu max" not in c.command
+        assert c.runtime_version
+    manifest = json.loads(Path(emu.image_manifest).read_text())
+    assert manifest["spec"]["cpuinfo_core"] == core
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_report_shows_emulated_section_and_checks(emulated_run, board):
+    d = emulated_run.run_dir / "boards" / board
+    r = json.loads((d / "report.json").read_text())
+    assert r["emulated"]["runtimes"]
+    assert "not a device latency" in r["emulated"]["note"]
+    names = [c["name"] for c in r["checks"] if "(emulated)" in c["name"]]
+    assert len(names) == len(r["emulated"]["runtimes"])
+    md = (d / "report.md").read_text()
+    assert "## On-device checks (emulated)" in md and "$IMAGE/sysroot" in md
+
+
+def test_guest_crash_on_a_broken_model_is_reported_and_other_runs_go_on(
+        emulated_run, tmp_path):
+    """A truncated model file crashes tflite-runtime in the guest: one line, stderr tail."""
+    from tinyshare.pipeline.emulate import emulate_board
+    from tinyshare.targets.board_registry import load_board
+
+    export = emulated_run.run_dir / "export"
+    broken = tmp_path / "model_int8.tflite"
+    broken.write_bytes((export / "model_int8.tflite").read_bytes()[:200])
+    x = np.load(emulated_run.run_dir / "data" / "test.npz")["x"][:4]
+    y = np.load(emulated_run.run_dir / "data" / "test.npz")["y"][:4]
+    # The reference is never reached: the only run fails before any comparison.
+    result = emulate_board(load_board("rpi3b-armhf"), {"tflite": broken}, x, y, None,
+                           tolerance_lsb=1, timeout_s=120)
+    (check,) = result.checks
+    assert not check.ok
+    assert "\n" not in check.error
+    assert "model_int8.tflite" in check.error and "guest stderr" in check.error
