@@ -69,6 +69,7 @@ class BoardEmulation:
     image_seconds: float
     checks: tuple[EmulatedCheck, ...] = field(default_factory=tuple)
     error: str | None = None
+    onnx_level_finding: str | None = None
 
 
 def _nhwc(x: np.ndarray) -> np.ndarray:
@@ -126,7 +127,7 @@ def emulate_board(
                               image_seconds=time.perf_counter() - t0, error=str(e))
     image_s = time.perf_counter() - t0
     runs = [r for rt in board.runtimes for r in GUEST_RUNS.get(rt, ())]
-    checks = []
+    checks, ort_outputs = [], {}
     for i, (guest_rt, fmt, level) in enumerate(runs):
         argv, env = image_prefix(image, guest_rt)
         inputs = _nhwc(x) if fmt == "tflite" else x
@@ -141,6 +142,8 @@ def emulate_board(
             if progress:
                 progress(f"emulate {board.name}", i + 1, len(runs))
         out = run.outputs
+        if guest_rt == "onnxruntime":
+            ort_outputs[level] = out
         command = _readable_command(run.command, image.root, files[fmt])
         checks.append(EmulatedCheck(
             board=board.name, runtime=name, ok=True,
@@ -150,9 +153,15 @@ def emulate_board(
             load_ms=run.stats.get("load_ms"), peak_rss_kb=run.stats.get("peak_rss_kb"),
             emulated_wall_s=run.wall_s,
         ))
+    finding = None
+    if len(ort_outputs) == 2:
+        from tinyshare.targets.runtimes.onnxruntime import level_finding
+
+        finding = level_finding(ort_outputs["all"], ort_outputs["disable"],
+                                model=files["onnx"].name)
     return BoardEmulation(board=board.name, image_key=image.spec.key,
                           image_manifest=str(image.manifest), image_seconds=image_s,
-                          checks=tuple(checks))
+                          checks=tuple(checks), onnx_level_finding=finding)
 
 
 def _readable_command(command: str, image_root: Path, model: Path) -> str:
