@@ -8,7 +8,7 @@ CONFIG ?= configs/digits.toml
 
 TS     := $(VENV)/bin/tinyshare
 
-.PHONY: demo test install clean boards boards-list
+.PHONY: demo test install clean boards boards-list bench-emulation
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ validate-%: $(STAMP) $(QEMU)
 boards: $(STAMP) $(QEMU)
 	$(TS) run $(CONFIG) --set validation.emulate=true \
 		$(foreach b,$(shell $(TS) boards list --names),--board $(b))
+
+bench-emulation: $(STAMP) $(QEMU)
+	$(PY) benchmarks/emulated_validation.py
 
 boards-list: $(STAMP)
 	$(TS) boards list
