@@ -264,12 +264,26 @@ def _onnx(args, samples: np.ndarray) -> dict:
             "output_shape": "x".join("?" if not isinstance(d, int) else str(d) for d in out.shape)}
 
 
+def _peak_rss_kb() -> int:
+    """Peak resident set size of this process in KiB (VmHWM), as the guest sees it."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def _stats(args, result: dict, n_samples: int) -> dict:
     """Everything the host reports about the run, as the guest sees it.
 
-    ``peak_rss_kb`` is ``getrusage(RUSAGE_SELF).ru_maxrss``: under qemu-user that is the
-    emulator process, guest memory plus qemu's own (translated-code cache, ~70 MB for
-    Python with numpy). ``cpuinfo_processors`` counts the "processor" lines of
+    ``peak_rss_kb`` is the ``VmHWM`` line of ``/proc/self/status``: under qemu-user that is
+    the emulator process, guest memory plus qemu's own (translated-code cache, ~70 MB for
+    Python with numpy). ``ru_maxrss`` is not used: Linux carries the RSS of the forked
+    parent across ``exec`` into it, so a guest started from a large host process would
+    report the host's size. ``cpuinfo_processors`` counts the "processor" lines of
     /proc/cpuinfo as the guest reads it (the image's board-true file under qemu ``-L``).
     """
     in_q, out_q = result["input_quant"], result["output_quant"]
@@ -283,7 +297,7 @@ def _stats(args, result: dict, n_samples: int) -> dict:
         "load_ms": round(result["load_ms"], 3),
         "run_ms": round(result["run_ms"], 3),
         "n_samples": n_samples,
-        "peak_rss_kb": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+        "peak_rss_kb": _peak_rss_kb(),
         "input_dtype": result["input_dtype"],
         "input_scale": None if in_q is None else in_q[0],
         "input_zero_point": None if in_q is None else in_q[1],
