@@ -185,7 +185,7 @@ def test_deploy_folder_runs_on_its_runtime(tiny_run, board, tmp_path):
             continue  # firmware library / not installed on the host
         inp = tmp_path / "in.npy"
         np.save(inp, x.transpose(0, 2, 3, 1) if fmt == "tflite" else x)
-        proc = subprocess.run([sys.executable, str(script), str(inp)], cwd=d,
+        proc = subprocess.run([sys.executable, str(script), str(inp)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         got = [int(v) for v in proc.stdout.split()]

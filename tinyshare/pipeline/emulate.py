@@ -144,7 +144,7 @@ def emulate_board(
         out = run.outputs
         if guest_rt == "onnxruntime":
             ort_outputs[level] = out
-        command = _readable_command(run.command, image.root, files[fmt])
+        command = _readable_command(run.command, env, image.root, files[fmt])
         checks.append(EmulatedCheck(
             board=board.name, runtime=name, ok=True,
             accuracy=top1(out.dequantized, y),
@@ -164,11 +164,16 @@ def emulate_board(
                           checks=tuple(checks), onnx_level_finding=finding)
 
 
-def _readable_command(command: str, image_root: Path, model: Path) -> str:
-    """The emulator command with the image folder as ``$IMAGE``, the model by file name and
-    the scratch folder as ``$TMP``, so it reads the same on every machine and run."""
+def _readable_command(command: str, env: dict, image_root: Path, model: Path) -> str:
+    """The emulator command as a user reruns it from the run folder: ``PYTHONPATH`` first,
+    the image folder as ``$IMAGE``, the model relative to the run folder
+    (``export/model_int8.tflite``) and the scratch folder as ``$TMP``."""
     import re
 
-    out = command.replace(str(image_root), "$IMAGE").replace(str(model), model.name)
+    model = Path(model).resolve()
+    out = command.replace(str(model), f"{model.parent.name}/{model.name}")
+    if env.get("PYTHONPATH"):
+        out = f"PYTHONPATH={env['PYTHONPATH']} {out}"
+    out = out.replace(str(image_root), "$IMAGE")
     out = re.sub(r"\S*/(guest_runner\.py)", r"\1", out)
     return re.sub(r"\S*/tinyshare-emu-[^/\s]+", "$TMP", out)

@@ -17,11 +17,12 @@ input.npy: float32 array (N, {layout_shape}) in {layout} layout. Prints the top-
 each sample. Needs only numpy and {package}.
 """
 import sys
+from pathlib import Path
 
 import numpy as np
 from {module} import Interpreter
 
-interpreter = Interpreter(model_path="{model}", num_threads=1)
+interpreter = Interpreter(model_path=str(Path(__file__).with_name("{model}")), num_threads=1)
 interpreter.allocate_tensors()
 inp = interpreter.get_input_details()[0]
 out = interpreter.get_output_details()[0]
@@ -44,11 +45,13 @@ each sample. Needs only numpy and onnxruntime. The model's I/O is int8: input sc
 {in_scale!r}, zero point {in_zp}; output scale {out_scale!r}, zero point {out_zp}.
 """
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-session = ort.InferenceSession("{model}", providers=["CPUExecutionProvider"])
+session = ort.InferenceSession(str(Path(__file__).with_name("{model}")),
+                               providers=["CPUExecutionProvider"])
 name = session.get_inputs()[0].name
 x = np.load(sys.argv[1]).astype(np.float32)
 for sample in x:

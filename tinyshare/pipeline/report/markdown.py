@@ -151,7 +151,8 @@ def board_markdown(r: dict) -> str:
                + [["int8", "PyTorch (PT2E Q/DQ)", _pct(acc["int8_pytorch_pt2e"])],
                   ["int8", f"{acc['int8_reference']['runtime']} (reference)",
                    _pct(acc["int8_reference"]["accuracy"])]]
-               + [["int8", k, _pct(v)] for k, v in acc["int8_runtimes"].items()]
+               + [["int8", k, _pct(v)] for k, v in acc["int8_runtimes"].items()
+                  if k != acc["int8_reference"]["runtime"]]
                + [["unshared twin, float", "PyTorch", _pct(acc["twin_float_pytorch"])],
                   ["unshared twin, int8", "litert-ref", _pct(acc["twin_int8_litert_ref"])]]),
         "",
