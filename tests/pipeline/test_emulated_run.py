@@ -22,6 +22,10 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def emulated_run(tmp_path_factory):
+    """One tiny run with emulation, building its device images in a fresh cache (the user's
+    ~/.cache is never touched, and the build itself is under test)."""
+    import os
+
     from tinyshare.config import load_config
     from tinyshare.pipeline.stages import run
 
@@ -29,7 +33,15 @@ def emulated_run(tmp_path_factory):
     cfg = load_config(ROOT / "configs" / "digits_tiny.toml", [
         f'output_dir="{out}"', "validation.emulate=true",
         "boards=[" + ", ".join(f'"{b}"' for b in BOARDS) + "]"])
-    return run(cfg, command="pytest emulated_run")
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    try:
+        yield run(cfg, command="pytest emulated_run")
+    finally:
+        if old is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.mark.parametrize("board", BOARDS)

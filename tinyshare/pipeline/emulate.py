@@ -21,8 +21,6 @@ from tinyshare.errors import TinyshareError
 
 log = logging.getLogger(__name__)
 
-MIN_TOP1_AGREEMENT = 0.99
-
 # Guest runs standing for each board runtime: (guest runtime, model format, ORT level).
 GUEST_RUNS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
     "litert": (("litert", "tflite", None),),
@@ -76,15 +74,19 @@ def _nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
 
 
-def board_image(board):
+def board_image(board, cache_dir: Path | None = None):
     """Build (or reuse) ``board``'s device image: its arch, core, core count and runtimes.
+
+    Args:
+        board: a Linux ``BoardProfile`` with a qemu-user emulator.
+        cache_dir: the image cache; default ``$XDG_CACHE_HOME/tinyshare/images``.
 
     Raises:
         BoardError: the board is not an emulated Linux board, or names a runtime with no
             wheels for its architecture.
         RuntimeUnavailableError: qemu missing, registry unreachable, or a failed build.
     """
-    from tinyshare.errors import BoardError
+    from tinyshare.errors import BoardError, RuntimeUnavailableError
     from tinyshare.targets.emulation import ensure_image, image_spec_for
 
     emu = board.emulator
@@ -93,7 +95,12 @@ def board_image(board):
                          "emulator have one")
     spec = image_spec_for(emu.arch, board.cpu.lower(), board.cores,
                           [rt for rt in board.runtimes if rt in GUEST_RUNS])
-    return ensure_image(spec)
+    try:
+        return ensure_image(spec, cache_dir=cache_dir)
+    except OSError as e:  # full disk, read-only cache, ...: say what, not a traceback
+        raise RuntimeUnavailableError(
+            f"{board.name}: cannot build the device image in {cache_dir or 'the user cache'}: "
+            f"{e.strerror or e}") from None
 
 
 def emulate_board(
@@ -135,7 +142,7 @@ def emulate_board(
         try:
             run = run_emulated(argv, env, guest_rt, files[fmt], inputs, timeout_s=timeout_s,
                                ort_level=level or "all")
-        except TinyshareError as e:
+        except (TinyshareError, OSError) as e:
             checks.append(EmulatedCheck(board=board.name, runtime=name, ok=False, error=str(e)))
             continue
         finally:

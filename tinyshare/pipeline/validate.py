@@ -1,8 +1,8 @@
 """VALIDATE stage: run the exported files on every host runtime and compare in LSB.
 
-The int8 reference is LiteRT with its builtin kernels and no delegate. Every run here is
-a host run of the runtime's own build; emulated ARM runs are a separate capability and
-are not reported here.
+The int8 reference is LiteRT with its builtin kernels and no delegate. The host runs use
+each runtime's own host build. With ``validation.emulate``, every Linux board's runtimes
+also run from the board's device image under qemu-user (``tinyshare.pipeline.emulate``).
 """
 
 from __future__ import annotations

@@ -79,7 +79,11 @@ def _sharing_section(model: dict, storage: dict) -> list[str]:
     return out
 
 
-def _emulated_section(emu: dict | None) -> list[str]:
+def _emulated_section(emu: dict | None, os_name: str) -> list[str]:
+    if emu is None and os_name != "linux":
+        return ["## On-device checks (emulated)", "",
+                "None: emulated runs cover Linux boards (qemu-user); this board's TFLM ran "
+                "as its 64-bit host build.", ""]
     if emu is None:
         return ["## On-device checks (emulated)", "",
                 "Not run: enable with `--set validation.emulate=true` "
@@ -94,7 +98,7 @@ def _emulated_section(emu: dict | None) -> list[str]:
         rows.append([name, v["runtime_version"], _pct(v["accuracy"]),
                      _pct(v["top1_agreement"]), v["max_abs_diff_lsb"],
                      f"{v['load_ms']:.0f} ms" if v["load_ms"] is not None else "n/a",
-                     f"{v['peak_rss_kb'] / 1024:.0f} MiB" if v["peak_rss_kb"] else "n/a",
+                     f"{v['peak_rss_kb'] / 1024:.0f} MiB" if v["peak_rss_kb"] else "not measured",
                      f"`{v['command']}`"])
     return [
         "## On-device checks (emulated)", "",
@@ -169,7 +173,7 @@ def board_markdown(r: dict) -> str:
                 for k, v in agr["runtimes"].items()]),
         "",
     ]
-    lines += _emulated_section(r.get("emulated"))
+    lines += _emulated_section(r.get("emulated"), b["os"])
     lines += _sharing_section(r["model"], r["storage"])
     lines += [
         "## Ops (int8 .tflite, graph order)",

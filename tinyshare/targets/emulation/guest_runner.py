@@ -46,7 +46,6 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 import argparse  # noqa: E402  (after the sys.path fix above)
 import json  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -264,7 +263,7 @@ def _onnx(args, samples: np.ndarray) -> dict:
             "output_shape": "x".join("?" if not isinstance(d, int) else str(d) for d in out.shape)}
 
 
-def _peak_rss_kb() -> int:
+def _peak_rss_kb() -> int | None:
     """Peak resident set size of this process in KiB (VmHWM), as the guest sees it."""
     try:
         with open("/proc/self/status", encoding="ascii", errors="replace") as f:
@@ -273,7 +272,7 @@ def _peak_rss_kb() -> int:
                     return int(line.split()[1])
     except OSError:
         pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return None  # not measurable here; ru_maxrss would carry the forked parent's RSS
 
 
 def _stats(args, result: dict, n_samples: int) -> dict:

@@ -357,8 +357,14 @@ def _execute(argv, env, cwd, timeout_s, where) -> tuple[int | None, str]:
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
             os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
+        stdout, stderr = proc.communicate(timeout=30)
         rc = None
+    except BaseException:  # Ctrl-C / SIGTERM: never leave a guest running on its own
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        raise
     if stdout:
         logger.debug("%s stdout: %s", where, stdout.decode(errors="replace")[-2000:])
     return rc, stderr.decode(errors="replace")
