@@ -13,6 +13,7 @@ import shlex
 import sys
 
 from tinyshare.errors import TinyshareError
+from tinyshare.targets.runtimes.registry import OS_NAMES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="boards_command", required=True)
     bl = bsub.add_parser("list", help="list the known boards")
     bl.add_argument("--names", action="store_true", help="print only the names, one per line")
-    bl.add_argument("--os", choices=["linux", "baremetal"], help="only boards with this OS")
+    bl.add_argument("--os", choices=OS_NAMES, help="only boards with this OS")
     s = bsub.add_parser("show", help="show one board profile")
     s.add_argument("name", help="a board name or a path to a board .toml")
     su = bsub.add_parser("setup", help="build (or check) a Linux board's device image")
