@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tinyshare.errors import TinyshareError
+from tinyshare.targets.runtimes.base import nchw_to_nhwc
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,10 @@ class BoardEmulation:
     onnx_level_finding: str | None = None
 
 
-def _nhwc(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+def is_emulated(board) -> bool:
+    """Whether ``board`` is a Linux board with a qemu-user emulator (it has a device image)."""
+    emu = board.emulator
+    return board.os == "linux" and emu is not None and emu.kind == "qemu-user"
 
 
 def board_image(board, cache_dir: Path | None = None):
@@ -90,7 +93,7 @@ def board_image(board, cache_dir: Path | None = None):
     from tinyshare.targets.emulation import ensure_image, image_spec_for
 
     emu = board.emulator
-    if board.os != "linux" or emu is None or emu.kind != "qemu-user":
+    if not is_emulated(board):
         raise BoardError(f"{board.name}: no device image: only Linux boards with a qemu-user "
                          "emulator have one")
     spec = image_spec_for(emu.arch, board.cpu.lower(), board.cores,
@@ -124,7 +127,11 @@ def emulate_board(
     """
     from tinyshare.pipeline.train import top1
     from tinyshare.targets.agreement import compare
-    from tinyshare.targets.emulation.run import emulated_run_name, image_prefix, run_emulated
+    from tinyshare.targets.emulation.run import (
+        emulated_run_name,
+        image_prefix,
+        run_emulated,
+    )
 
     t0 = time.perf_counter()
     try:
@@ -137,7 +144,7 @@ def emulate_board(
     checks, ort_outputs = [], {}
     for i, (guest_rt, fmt, level) in enumerate(runs):
         argv, env = image_prefix(image, guest_rt)
-        inputs = _nhwc(x) if fmt == "tflite" else x
+        inputs = nchw_to_nhwc(x) if fmt == "tflite" else x
         name = emulated_run_name(guest_rt, level or "all")
         try:
             run = run_emulated(argv, env, guest_rt, files[fmt], inputs, timeout_s=timeout_s,

@@ -19,6 +19,7 @@ from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.steps import ExportedModels, QuantizedPair, TrainedModel
 from tinyshare.pipeline.train import Progress, predict, top1
+from tinyshare.targets.runtimes.base import nchw_to_nhwc
 
 if TYPE_CHECKING:
     from tinyshare.pipeline.emulate import BoardEmulation
@@ -75,10 +76,6 @@ class ValidationResult:
     emulation: dict[str, BoardEmulation] = field(default_factory=dict)
 
 
-def _nhwc(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # (N, C, H, W) → (N, H, W, C)
-
-
 def validate_stage(
     cfg: RunConfig, trained: TrainedModel, exported: ExportedModels, quantized: QuantizedPair,
     splits: DataSplits, out: Path, progress: Progress | None = None, boards: tuple = (),
@@ -87,7 +84,10 @@ def validate_stage(
     ``validation.emulate``, each Linux board's runtimes under emulation (``boards``)."""
     from tinyshare.targets.agreement import compare
     from tinyshare.targets.runtimes.litert import run_litert
-    from tinyshare.targets.runtimes.onnxruntime import run_onnx_both_levels, run_onnxruntime
+    from tinyshare.targets.runtimes.onnxruntime import (
+        run_onnx_both_levels,
+        run_onnxruntime,
+    )
     from tinyshare.targets.runtimes.tflm import find_arena_bytes, run_tflm
 
     t0 = time.perf_counter()
@@ -103,22 +103,22 @@ def validate_stage(
         if progress:
             progress("validate", done, steps)
 
-    arena = find_arena_bytes(exported.tflite_int8, _nhwc(x[:1]))
-    twin_arena = find_arena_bytes(exported.twin_tflite_int8, _nhwc(x[:1]))
+    arena = find_arena_bytes(exported.tflite_int8, nchw_to_nhwc(x[:1]))
+    twin_arena = find_arena_bytes(exported.twin_tflite_int8, nchw_to_nhwc(x[:1]))
     tick()
     runs = {}
     runs[REFERENCE_RUNTIME] = ("NHWC", exported.tflite_int8,
-                               run_litert(exported.tflite_int8, _nhwc(x), reference_kernels=True))
+                               run_litert(exported.tflite_int8, nchw_to_nhwc(x), reference_kernels=True))
     tick()
     runs["litert-xnnpack"] = ("NHWC", exported.tflite_int8,
-                              run_litert(exported.tflite_int8, _nhwc(x), reference_kernels=False))
+                              run_litert(exported.tflite_int8, nchw_to_nhwc(x), reference_kernels=False))
     tick()
     enabled, disabled, finding = run_onnx_both_levels(exported.onnx_int8, x)
     runs[enabled.runtime] = ("NCHW", exported.onnx_int8, enabled)
     runs[disabled.runtime] = ("NCHW", exported.onnx_int8, disabled)
     tick()
     runs["tflm"] = ("NHWC", exported.tflite_int8,
-                    run_tflm(exported.tflite_int8, _nhwc(x), arena_bytes=arena.arena_bytes))
+                    run_tflm(exported.tflite_int8, nchw_to_nhwc(x), arena_bytes=arena.arena_bytes))
     tick()
     ref = runs[REFERENCE_RUNTIME][2]
     checks = {
@@ -131,19 +131,19 @@ def validate_stage(
     }
     float_acc = {
         "litert (float .tflite)": top1(
-            run_litert(exported.tflite_float, _nhwc(x), reference_kernels=True).dequantized, y),
+            run_litert(exported.tflite_float, nchw_to_nhwc(x), reference_kernels=True).dequantized, y),
     }
     tick()
     float_acc["onnxruntime (float .onnx)"] = top1(
         run_onnxruntime(exported.onnx_float, x, optimization="all").dequantized, y)
     tick()
-    emulation = _emulate(cfg, boards, exported, quantized, x, y, ref, progress)
+    emulation = _emulate(cfg, boards, exported, x, y, ref, progress)
     result = ValidationResult(
         reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
         float_pytorch_accuracy=top1(predict(trained.model, x), y),
         int8_pytorch_accuracy=top1(quantized.shared.run(x), y),
         twin_float_pytorch_accuracy=top1(predict(trained.twin, x), y),
-        twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, _nhwc(x)).dequantized, y),
+        twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, nchw_to_nhwc(x)).dequantized, y),
         float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
         twin_arena=twin_arena, emulation=emulation,
     )
@@ -155,17 +155,16 @@ def validate_stage(
     return result
 
 
-def _emulate(cfg, boards, exported, quantized, x, y, reference, progress) -> dict:
+def _emulate(cfg, boards, exported, x, y, reference, progress) -> dict:
     """Emulated checks for every Linux board, when the config asks for them."""
     if not cfg.validation.emulate:
         return {}
-    from tinyshare.pipeline.emulate import emulate_board
+    from tinyshare.pipeline.emulate import emulate_board, is_emulated
 
     files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
     return {
         b.name: emulate_board(b, files, x, y, reference,
                               tolerance_lsb=cfg.validation.tolerance_lsb,
                               timeout_s=cfg.validation.emulate_timeout_s, progress=progress)
-        for b in boards
-        if b.os == "linux" and b.emulator is not None and b.emulator.kind == "qemu-user"
+        for b in boards if is_emulated(b)
     }

@@ -47,6 +47,7 @@ from types import MappingProxyType
 import numpy as np
 
 from tinyshare.errors import DataError, ModelFileError, RuntimeUnavailableError
+from tinyshare.targets.emulation._proc import last_lines
 from tinyshare.targets.runtimes.base import RuntimeOutputs, as_samples
 
 __all__ = [
@@ -384,8 +385,7 @@ def _status(rc: int | None, timeout_s: float) -> str:
 
 def stderr_tail(text: str, lines: int = STDERR_TAIL_LINES) -> str:
     """The last ``lines`` non-empty lines of ``text``, stripped and joined with " | "."""
-    kept = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return " | ".join(kept[-lines:])
+    return last_lines(text, lines)
 
 
 def _failure(where: str, what: str, stderr: str) -> str:

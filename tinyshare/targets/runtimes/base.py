@@ -209,3 +209,6 @@ def stack_outputs(
     return np.stack([np.asarray(o).reshape(-1) for o in outputs])
 
 
+def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) → (N, H, W, C), contiguous: the layout of our .tflite inputs."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
