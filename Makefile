@@ -28,10 +28,20 @@ $(QEMU):
 		echo "tinyshare: emulated boards need qemu-user-static: run 'sudo apt-get install qemu-user-static', then retry" >&2; exit 2; \
 	fi
 
+# The report.html render test needs Debian's chromium (headless): installed here when
+# running as root; otherwise one line says what to run and that test is skipped.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "tinyshare: the report render test is skipped without chromium: run 'sudo apt-get install chromium' to run it" >&2; \
+	fi
+
 demo: $(STAMP)
 	$(VENV)/bin/tinyshare run $(CONFIG)
 
-test: $(STAMP) $(QEMU)
+test: $(STAMP) $(QEMU) $(CHROMIUM)
 	$(PY) -m pytest
 
 # Per-board targets come from the board registry through pattern rules, so a new board

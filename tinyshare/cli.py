@@ -15,6 +15,8 @@ import sys
 from tinyshare.errors import TinyshareError
 from tinyshare.targets.runtimes.registry import OS_NAMES
 
+STRICT_FAIL_EXIT = 1  # `run --strict` and a board FAILed; 2 stays "bad input"
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -32,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="target board (repeatable); replaces the config's boards")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. train.epochs=5 (repeatable)")
+    r.add_argument("--strict", action="store_true",
+                   help=f"exit {STRICT_FAIL_EXIT} when any board's verdict is FAIL (for CI gates)")
     b = sub.add_parser("boards", help="list or show board profiles")
     bsub = b.add_subparsers(dest="boards_command", required=True)
     bl = bsub.add_parser("list", help="list the known boards")
@@ -79,9 +83,16 @@ def _cmd_run(args, console) -> int:
                       f"{result.board_reports[board]}", soft_wrap=True)
     if result.summary_report:
         console.print(f"Report: {result.summary_report}", soft_wrap=True)
+        if result.html_report:
+            console.print(f"HTML:   {result.html_report}", soft_wrap=True)
     else:
         console.print(f"Run folder (stopped after {until.name.lower()}): {result.run_dir}",
                       soft_wrap=True)
+    failed = [b for b, v in result.verdicts.items() if v != "PASS"]
+    if args.strict and failed:
+        print(f"tinyshare: --strict: FAIL on {', '.join(failed)} (violations in each board's "
+              "report.md)", file=sys.stderr)
+        return STRICT_FAIL_EXIT
     return 0
 
 
@@ -141,7 +152,8 @@ def _quiet_torch_logs(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point. Returns the exit code: 0 ok, 2 bad input (one line on stderr)."""
+    """Entry point. Returns the exit code: 0 ok, 2 bad input (one line on stderr),
+    ``STRICT_FAIL_EXIT`` (1) when ``run --strict`` finds a board FAIL, 130 on Ctrl-C."""
     from rich.console import Console
 
     args = _parser().parse_args(argv)

@@ -57,6 +57,12 @@ class ValidationConfig(BaseModel):
     emulate: bool = Field(False, description="also run each Linux board's runtimes under "
                           "qemu-user from its device image")
     emulate_timeout_s: float = Field(600.0, gt=0.0, description="limit per emulated run")
+    max_accuracy_drop_points: float = Field(
+        1.5, ge=0.0, le=100.0, description="a board FAILs when any of its int8 runtimes' "
+        "top-1 is more than this many points below the float PyTorch top-1")
+    min_top1: float = Field(
+        0.0, ge=0.0, le=1.0, description="a board FAILs when any of its int8 runtimes' "
+        "top-1 (a fraction in [0, 1]) is below this; 0 = no floor")
 
 
 class RunConfig(BaseModel):

@@ -47,3 +47,7 @@ class QuantizationError(TinyshareError):
 
 class ExportError(TinyshareError):
     """An exporter produced, or would produce, a file that breaks the int8 contract."""
+
+
+class ReportError(TinyshareError):
+    """A report (``report.json``) does not match its JSON Schema, or cannot be rendered."""

@@ -21,7 +21,7 @@ os.umask(_UMASK)
 
 _VERSIONED = (
     "torch", "torchao", "litert-torch", "ai-edge-litert", "onnx", "onnxscript",
-    "onnxruntime", "tflite-micro", "numpy", "scikit-learn", "pydantic",
+    "onnxruntime", "tflite-micro", "ethos-u-vela", "numpy", "scikit-learn", "pydantic",
 )
 
 

@@ -35,7 +35,12 @@ from tinyshare.artifacts.files import (  # noqa: F401  (re-exported)
 )
 from tinyshare.errors import ModelFileError
 
-__all__ = ["TFLITE_FILE_IDENTIFIER", "ModelInfo", "OpInfo", "SharingGroup", "TensorInfo",
+DTYPE_BYTES: Mapping[str, int] = {
+    "int8": 1, "uint8": 1, "bool": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2,
+    "int32": 4, "uint32": 4, "float32": 4, "int64": 8, "uint64": 8, "float64": 8,
+}
+
+__all__ = ["DTYPE_BYTES", "TFLITE_FILE_IDENTIFIER", "ModelInfo", "OpInfo", "SharingGroup", "TensorInfo",
            "WeightRules", "inspect_model", "require_model_file", "summary_rows"]
 
 
@@ -87,22 +92,44 @@ class TensorInfo:
     zero_points: tuple[int, ...] = ()
     quantized_dimension: int | None = None
 
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of the tensor's data in memory: elements × element size; 0 when the shape
+        is unknown. For an activation this is its buffer size; see ``nbytes`` for stored data.
+
+        Raises:
+            KeyError: an element type missing from ``DTYPE_BYTES``.
+        """
+        if self.shape is None or any(d < 0 for d in self.shape):
+            return 0
+        return math.prod(self.shape) * DTYPE_BYTES[self.dtype]
+
 
 @dataclass(frozen=True)
 class SharingGroup:
-    """A stored weight read by more than one op.
+    """A stored weight and the ops that read it; *shared* when more than one op reads it.
+
+    ``ModelInfo.weight_storages`` holds one per stored weight; ``ModelInfo.sharing_groups``
+    only those read by more than one op.
 
     Attributes:
         storage: the TFLite buffer index (as a decimal string) or the ONNX initializer name.
         tensor_names: the constant tensors that point at this storage.
         consumer_ops: sorted indices of the ops that read it as a weight or bias.
         nbytes: stored bytes, counted once.
+        numel: elements stored (the first tensor's shape).
     """
 
     storage: str
     tensor_names: tuple[str, ...]
     consumer_ops: tuple[int, ...]
     nbytes: int
+    numel: int = 0
+
+    @property
+    def shared(self) -> bool:
+        """True when more than one op reads this storage."""
+        return len(self.consumer_ops) > 1
 
 
 @dataclass(frozen=True)
@@ -120,6 +147,7 @@ class ModelInfo:
         stored_weight_bytes: bytes of the distinct storages holding weights and biases.
         weight_tensors: one tensor per distinct weight storage, in tensor order.
         sharing_groups: the weight storages read by more than one op.
+        weight_storages: every weight storage with the ops that read it, in tensor order.
     """
 
     path: Path
@@ -132,10 +160,37 @@ class ModelInfo:
     stored_weight_bytes: int
     weight_tensors: tuple[TensorInfo, ...]
     sharing_groups: tuple[SharingGroup, ...]
+    weight_storages: tuple[SharingGroup, ...] = ()
 
     def op_versions(self) -> set[tuple[str, int | None]]:
         """Return the distinct ``(op_code, version)`` pairs, e.g. ``{("CONV_2D", 3)}``."""
         return {(op.op_code, op.version) for op in self.ops}
+
+    def lifetimes(self) -> dict[str, tuple[int, int]]:
+        """When each non-constant tensor must be in memory, as TFLM's planner sees it
+        (``AllocationInfoBuilder::MarkAllocationLifetimes``).
+
+        A tensor is live from the op that produces it to the last op that reads it, both
+        inclusive. Graph inputs are live from op 0 and graph outputs stay live to the last
+        op. Constants are left out: they stay in flash. (Checked against the installed
+        tflite-micro's arena head on the zoo models: its plan starts graph outputs at their
+        producer, not at op 0.)
+
+        Returns:
+            ``{tensor name: (first op index, last op index)}``, in tensor order.
+        """
+        constant = {t.name for t in self.tensors if t.is_constant}
+        first: dict[str, int] = {name: 0 for name in self.inputs}
+        last: dict[str, int] = {}
+        for op in self.ops:
+            for name in (*op.inputs, *op.outputs):
+                if name and name not in constant:
+                    first.setdefault(name, op.index)
+                    last[name] = op.index
+        for name in self.outputs:
+            last[name] = max(len(self.ops) - 1, 0)
+        return {t.name: (first[t.name], max(first[t.name], last.get(t.name, first[t.name])))
+                for t in self.tensors if t.name in first and t.name not in constant}
 
     def tensor(self, name: str) -> TensorInfo:
         """Return the tensor called ``name``.
@@ -234,7 +289,8 @@ def _find_weights(
     """Classify stored constants as weights and group them by storage.
 
     ``storage`` maps each constant with stored data to its storage key (buffer index or
-    initializer name). Returns ``(stored_weight_bytes, weight_tensors, sharing_groups)``.
+    initializer name). Returns ``(stored_weight_bytes, weight_tensors, weight_storages)``;
+    the sharing groups are the storages with ``shared`` set.
     """
     by_name = {t.name: t for t in tensors}
     readers: dict[str, list[tuple[OpInfo, int]]] = {}
@@ -254,17 +310,18 @@ def _find_weights(
         if found:
             consumers_by_key.setdefault(key, set()).update(found)
 
-    weight_tensors, groups, total = [], [], 0
+    weight_tensors, storages, total = [], [], 0
     for key, names in names_by_key.items():
         if key not in consumers_by_key:
             continue
         nbytes = max(by_name[n].nbytes for n in names)
         total += nbytes
-        weight_tensors.append(by_name[names[0]])
-        ops_read = tuple(sorted(consumers_by_key[key]))
-        if len(ops_read) > 1:
-            groups.append(SharingGroup(key, tuple(names), ops_read, nbytes))
-    return total, tuple(weight_tensors), tuple(groups)
+        first = by_name[names[0]]
+        weight_tensors.append(first)
+        numel = math.prod(first.shape) if first.shape else 1
+        storages.append(SharingGroup(key, tuple(names), tuple(sorted(consumers_by_key[key])),
+                                     nbytes, numel))
+    return total, tuple(weight_tensors), tuple(storages)
 
 
 def _weight_consumers(

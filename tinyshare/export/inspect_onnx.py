@@ -145,7 +145,7 @@ def _model_info(path: Path, data: bytes, model, opsets: dict[str, int]) -> Model
                           inputs=tuple(node.input), outputs=tuple(node.output)))
 
     storage = {t.name: t.name for t in tensors if t.is_constant and t.nbytes > 0}
-    total, weights, groups = _find_weights(ops, tensors, storage, ONNX_RULES)
+    total, weights, storages = _find_weights(ops, tensors, storage, ONNX_RULES)
     return ModelInfo(
         path=path,
         format="onnx",
@@ -156,7 +156,8 @@ def _model_info(path: Path, data: bytes, model, opsets: dict[str, int]) -> Model
         outputs=tuple(o.name for o in g.output),
         stored_weight_bytes=total,
         weight_tensors=weights,
-        sharing_groups=groups,
+        sharing_groups=tuple(g for g in storages if g.shared),
+        weight_storages=storages,
     )
 
 

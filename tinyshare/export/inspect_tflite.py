@@ -127,7 +127,7 @@ def _model_info(path: Path, data: bytes, model, schema) -> ModelInfo:
         ))
 
     storage = {t.name: str(t.buffer_index) for t in tensors if t.is_constant}
-    total, weights, groups = _find_weights(ops, tensors, storage, TFLITE_RULES)
+    total, weights, storages = _find_weights(ops, tensors, storage, TFLITE_RULES)
     return ModelInfo(
         path=path,
         format="tflite",
@@ -138,7 +138,8 @@ def _model_info(path: Path, data: bytes, model, schema) -> ModelInfo:
         outputs=tuple(name_of(int(j), "subgraph outputs") for j in _ints(sg.outputs)),
         stored_weight_bytes=total,
         weight_tensors=weights,
-        sharing_groups=groups,
+        sharing_groups=tuple(g for g in storages if g.shared),
+        weight_storages=storages,
     )
 
 

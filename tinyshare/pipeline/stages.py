@@ -60,6 +60,7 @@ class RunResult:
     until: Stage
     stage_seconds: dict[str, float]
     summary_report: Path | None = None
+    html_report: Path | None = None
     board_reports: dict[str, Path] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
     trained: TrainedModel | None = None
@@ -123,6 +124,7 @@ def run(
     return RunResult(
         run_dir=final, until=until, stage_seconds=result["seconds"],
         summary_report=(final / "report.md") if until >= Stage.REPORT else None,
+        html_report=(final / "report.html") if until >= Stage.REPORT else None,
         board_reports={b: final / "boards" / b / "report.md" for b in result["boards"]},
         verdicts=result["verdicts"], trained=result.get("trained"),
         quantized=result.get("quantized"), validation=result.get("validation"),

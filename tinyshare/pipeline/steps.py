@@ -62,6 +62,7 @@ class ExportedModels:
     onnx_float: Path
     twin_tflite_int8: Path
     twin_onnx_int8: Path
+    tflite_int8_stripped: Path
 
 
 def deploy_copy(model):
@@ -149,8 +150,10 @@ def export_stage(
     cfg: RunConfig, trained: TrainedModel, quantized: QuantizedPair, out: Path,
     progress: Progress | None = None,
 ) -> ExportedModels:
-    """Write the four model files, plus the twin's int8 files for the sharing report."""
+    """Write the four model files, the twin's int8 files for the sharing report, and the int8
+    .tflite without tensor names for boards that ask for it (``strip_tensor_names``)."""
     from tinyshare.export.onnx import export_onnx_float, export_onnx_int8
+    from tinyshare.export.strip import strip_tensor_names
     from tinyshare.export.tflite import export_tflite_float, export_tflite_int8
 
     t0 = time.perf_counter()
@@ -166,6 +169,9 @@ def export_stage(
         ("twin_tflite_int8", lambda p: export_tflite_int8(quantized.twin, p),
          "twin/model_int8.tflite"),
         ("twin_onnx_int8", lambda p: export_onnx_int8(quantized.twin, p), "twin/model_int8.onnx"),
+        ("tflite_int8_stripped",
+         lambda p: strip_tensor_names(out / "model_int8.tflite", p).path,
+         "model_int8_nonames.tflite"),
     ]
     paths = {}
     for i, (key, fn, rel) in enumerate(jobs):

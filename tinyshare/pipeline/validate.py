@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tinyshare.pipeline.emulate import BoardEmulation
     from tinyshare.targets.agreement import Agreement
     from tinyshare.targets.runtimes.tflm import ArenaMeasurement
+    from tinyshare.targets.vela import VelaReport
 
 REFERENCE_RUNTIME = "litert-ref"
 
@@ -57,6 +58,8 @@ class RuntimeCheck:
 class ValidationResult:
     """All host runtime checks plus the TFLM arena of the int8 model.
 
+    ``stripped_tflm_max_diff_lsb`` is the largest difference between TFLM's int8 outputs
+    of the .tflite without tensor names and of the original (0 when they are identical).
     Every accuracy here is top-1 on the same ``n_samples`` test samples. The twin's int8
     accuracy is measured on LiteRT's builtin kernels (the reference).
     """
@@ -73,15 +76,18 @@ class ValidationResult:
     onnx_level_finding: str | None
     arena: ArenaMeasurement
     twin_arena: ArenaMeasurement
+    stripped_tflm_max_diff_lsb: int
     emulation: dict[str, BoardEmulation] = field(default_factory=dict)
+    vela: dict[str, VelaReport] = field(default_factory=dict)
 
 
 def validate_stage(
     cfg: RunConfig, trained: TrainedModel, exported: ExportedModels, quantized: QuantizedPair,
     splits: DataSplits, out: Path, progress: Progress | None = None, boards: tuple = (),
 ) -> ValidationResult:
-    """Run int8 (and float) files on LiteRT, onnxruntime (both levels) and TFLM, and, with
-    ``validation.emulate``, each Linux board's runtimes under emulation (``boards``)."""
+    """Run int8 (and float) files on LiteRT, onnxruntime (both levels) and TFLM, Vela for
+    each board with an Ethos-U NPU, and, with ``validation.emulate``, each Linux board's
+    runtimes under emulation (``boards``)."""
     from tinyshare.targets.agreement import compare
     from tinyshare.targets.runtimes.litert import run_litert
     from tinyshare.targets.runtimes.onnxruntime import (
@@ -119,6 +125,9 @@ def validate_stage(
     tick()
     runs["tflm"] = ("NHWC", exported.tflite_int8,
                     run_tflm(exported.tflite_int8, nchw_to_nhwc(x), arena_bytes=arena.arena_bytes))
+    stripped = run_tflm(exported.tflite_int8_stripped, nchw_to_nhwc(x), arena_bytes=arena.arena_bytes)
+    stripped_diff = int(np.abs(stripped.raw.astype(np.int32)
+                               - runs["tflm"][2].raw.astype(np.int32)).max())
     tick()
     ref = runs[REFERENCE_RUNTIME][2]
     checks = {
@@ -138,6 +147,7 @@ def validate_stage(
         run_onnxruntime(exported.onnx_float, x, optimization="all").dequantized, y)
     tick()
     emulation = _emulate(cfg, boards, exported, x, y, ref, progress)
+    vela = _vela(boards, exported, out)
     result = ValidationResult(
         reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
         float_pytorch_accuracy=top1(predict(trained.model, x), y),
@@ -145,7 +155,8 @@ def validate_stage(
         twin_float_pytorch_accuracy=top1(predict(trained.twin, x), y),
         twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, nchw_to_nhwc(x)).dequantized, y),
         float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
-        twin_arena=twin_arena, emulation=emulation,
+        twin_arena=twin_arena, stripped_tflm_max_diff_lsb=stripped_diff, emulation=emulation,
+        vela=vela,
     )
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "outputs_int8.npz", **{k: v[2].raw for k, v in runs.items()})
@@ -153,6 +164,17 @@ def validate_stage(
     write_manifest(out, stage="validate", inputs={"n_samples": int(n), "tolerance_lsb": tol},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
     return result
+
+
+def _vela(boards, exported, out: Path) -> dict:
+    """Vela's compile of the int8 .tflite (without tensor names where the board strips them)
+    for every board with an Ethos-U NPU, one folder per board under ``out`` (Vela's CSVs,
+    debug database and the optimized model)."""
+    from tinyshare.targets.vela import run_vela
+
+    return {b.name: run_vela(exported.tflite_int8_stripped if b.strip_tensor_names
+                             else exported.tflite_int8, b.npu, out / b.name)
+            for b in boards if b.npu}
 
 
 def _emulate(cfg, boards, exported, x, y, reference, progress) -> dict:

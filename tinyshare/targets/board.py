@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from tinyshare.targets.runtimes.registry import RUNTIMES
+from tinyshare.targets.vela import VELA_ACCELERATOR_CONFIGS, VELA_MEMORY_MODES, VELA_SYSTEM_CONFIGS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -111,6 +112,53 @@ class Emulator(BaseModel):
         return " ".join(parts)
 
 
+def _check_system_config(value: str) -> str:
+    if value not in VELA_SYSTEM_CONFIGS:
+        raise ValueError(f"expected a [System_Config.*] section of Vela's Arm/vela.ini: "
+                         f"{_quoted_choice(list(VELA_SYSTEM_CONFIGS))}")
+    return value
+
+
+def _check_memory_mode(value: str) -> str:
+    if value not in VELA_MEMORY_MODES:
+        raise ValueError(f"expected a [Memory_Mode.*] section of Vela's Arm/vela.ini: "
+                         f"{_quoted_choice(list(VELA_MEMORY_MODES))}")
+    return value
+
+
+class NpuSpec(BaseModel):
+    """An Arm Ethos-U NPU, as Vela needs it to compile for the board (TOML ``[npu]`` table).
+
+    The names are Vela's own (``vela --help`` and the bundled ``Arm/vela.ini`` of the
+    pinned ethos-u-vela; see ``tinyshare.targets.vela``). We use Vela's bundled sections
+    rather than shipping our own ini: its system configs are memory-system templates (AXI
+    ports, bandwidths and latencies relative to the clock) with a fixed clock, and Vela's
+    cycle counts do not depend on that clock, so ``clock_hz`` (the board's real NPU clock)
+    converts Vela's cycles to time without a custom section.
+
+    Attributes:
+        accelerator_config: Vela ``--accelerator-config``: the NPU and its MACs per
+            cycle, e.g. ``"ethos-u55-128"``.
+        system_config: Vela ``--system-config`` in ``Arm/vela.ini``, e.g.
+            ``"Ethos_U55_High_End_Embedded"`` (SRAM on AXI0, off-chip flash on AXI1).
+        memory_mode: Vela ``--memory-mode`` in ``Arm/vela.ini``, e.g. ``"Shared_Sram"``
+            (tensor arena in SRAM shared with the CPU, weights read from flash).
+        clock_hz: the board's NPU clock in Hz; None keeps the system config's ``core_clock``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    accelerator_config: Literal[VELA_ACCELERATOR_CONFIGS]  # type: ignore[valid-type]
+    system_config: Annotated[str, AfterValidator(_check_system_config)]
+    memory_mode: Annotated[str, AfterValidator(_check_memory_mode)]
+    clock_hz: StrictInt | None = Field(default=None, gt=0)
+
+    def describe(self) -> str:
+        """One-line summary, e.g. ``"ethos-u55-128, Vela Ethos_U55_High_End_Embedded @ 32 MHz, Shared_Sram"``."""
+        clock = f" @ {format_hz(self.clock_hz)}" if self.clock_hz else ""
+        return f"{self.accelerator_config}, Vela {self.system_config}{clock}, {self.memory_mode}"
+
+
 class BoardProfile(BaseModel):
     """One board: its CPU, memory budgets, runtimes, emulator and sources.
 
@@ -134,7 +182,9 @@ class BoardProfile(BaseModel):
             capability table (``tinyshare.targets.runtimes.registry.RUNTIMES``), each
             supporting the board's ``os``.
         emulator: how to emulate the board, if it can be emulated.
-        npu: NPU identifier (e.g. ``"ethos-u55-128"``), if any.
+        npu: the Ethos-U NPU as Vela compiles for it (``[npu]`` table), if the board has one.
+        strip_tensor_names: flash the int8 .tflite without tensor names (debug strings no
+            runtime reads); the report shows what it saves. Default false.
         sources: datasheet / product-page URLs backing the numbers.
     """
 
@@ -155,7 +205,8 @@ class BoardProfile(BaseModel):
     reserved_ram_bytes: NonNegativeInt
     runtimes: tuple[RuntimeName, ...] = Field(min_length=1)
     emulator: Emulator | None = None
-    npu: NonEmptyStr | None = None
+    npu: NpuSpec | None = None
+    strip_tensor_names: bool = False
     sources: tuple[SourceUrl, ...] = Field(min_length=1)
 
     @field_validator("reserved_flash_bytes", "reserved_ram_bytes")
@@ -275,7 +326,8 @@ def board_details(board: BoardProfile) -> Table:
         ("ram_budget_bytes", sized(board.ram_budget_bytes)),
         ("runtimes", ", ".join(board.runtimes)),
         ("emulator", board.emulator.describe() if board.emulator else "-"),
-        ("npu", board.npu or "-"),
+        ("strip_tensor_names", str(board.strip_tensor_names).lower()),
+        ("npu", board.npu.describe() if board.npu else "-"),
     ]
     rows += [("sources" if i == 0 else "", url) for i, url in enumerate(board.sources)]
     for field, value in rows:

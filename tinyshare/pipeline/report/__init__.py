@@ -1,18 +1,21 @@
-"""REPORT stage: per-board ``report.json`` + ``report.md`` and a summary ``report.md``."""
+"""REPORT stage: per-board ``report.json`` + ``report.md``, a summary ``report.md`` and one
+self-contained ``report.html`` with plots for the run."""
 
 from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tinyshare.artifacts import atomic_write_json, atomic_write_text, package_versions
 from tinyshare.artifacts import write_manifest
 from tinyshare.pipeline.report.build import BoardReport, Check, build_board_report
 from tinyshare.pipeline.report.build import storage_summary
 from tinyshare.pipeline.report.deploy import write_deploy_folder
+from tinyshare.pipeline.report.html import run_html
 from tinyshare.pipeline.report.markdown import board_markdown, summary_markdown
 
 if TYPE_CHECKING:
@@ -34,6 +37,10 @@ class _Context:
     model_summary: dict
     sharing_check: Check
     provenance: dict
+    per_layer: dict
+    arena_estimate: object  # tinyshare.targets.arena_plan.ArenaEstimate of the int8 .tflite
+    runtime_code: Callable  # board -> RuntimeCode | None
+    root: Path  # the run folder being written (paths in commands are made relative to it)
 
 
 def sharing_check(infos: dict, n_unique_weights: int) -> Check:
@@ -55,19 +62,39 @@ def sharing_check(infos: dict, n_unique_weights: int) -> Check:
         + ", ".join(f"{k} {c}" for k, c in counts.items()))
 
 
+def _per_layer(infos: dict) -> dict:
+    """The report's ``per_layer``: both int8 files; ``vela`` is filled on Ethos-U boards."""
+    from tinyshare.export.layer_table import layer_table
+
+    tables = {k: layer_table(infos[k]).as_dict() for k in ("tflite_int8", "onnx_int8")}
+    for table in tables.values():
+        for row in table["rows"]:
+            row["vela"] = None
+    return tables
+
+
+def _image_root(validation, board: str) -> Path | None:
+    """The device image folder an emulated run of ``board`` used, if any."""
+    emu = validation.emulation.get(board)
+    return Path(emu.image_manifest).parent if emu is not None and emu.image_manifest else None
+
+
 def report_stage(cfg, boards, splits, trained, quantized, exported, validation, root: Path,
                  *, command: str, stage_seconds: dict) -> dict[str, BoardReport]:
     """Write every board's report and the summary; returns ``{board: BoardReport}``."""
     from tinyshare.export.inspect import inspect_model
+    from tinyshare.pipeline.report.runtime_code import runtime_code_for
+    from tinyshare.targets.arena_plan import estimate_tflm_arena
 
     t0 = time.perf_counter()
     files = {
         "tflite_int8": exported.tflite_int8, "onnx_int8": exported.onnx_int8,
         "tflite_float": exported.tflite_float, "onnx_float": exported.onnx_float,
         "twin_tflite_int8": exported.twin_tflite_int8, "twin_onnx_int8": exported.twin_onnx_int8,
+        "tflite_int8_stripped": exported.tflite_int8_stripped,
     }
     infos = {k: inspect_model(p) for k, p in files.items()}
-    storage = {k: storage_summary(i) for k, i in infos.items()}
+    storage = {k: storage_summary(i) for k, i in infos.items() if k != "tflite_int8_stripped"}
     storage["saved_by_sharing_bytes"] = {
         fmt: infos[f"twin_{fmt}_int8"].stored_weight_bytes - infos[f"{fmt}_int8"].stored_weight_bytes
         for fmt in ("tflite", "onnx")
@@ -96,6 +123,11 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
                 + "; no time in it is a device latency"),
             "stage_seconds": dict(stage_seconds),
         },
+        per_layer=_per_layer(infos),
+        arena_estimate=estimate_tflm_arena(infos["tflite_int8"]),
+        runtime_code=lambda board: runtime_code_for(board, infos["tflite_int8"],
+                                                    _image_root(validation, board.name)),
+        root=root,
     )
     reports = {b.name: build_board_report(ctx, b) for b in boards}
     int8_files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
@@ -108,6 +140,9 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
                             splits.input_shape, d)
     atomic_write_text(root / "report.md", summary_markdown(
         cfg.name, [r.data for r in reports.values()], storage, model_summary))
+    atomic_write_text(root / "report.html", run_html({
+        "run": cfg.name, "model": model_summary, "storage": storage,
+        "boards": [r.data for r in reports.values()]}))
     write_manifest(root / "boards", stage="report", inputs={"boards": list(reports)},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
     return reports

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-REPORT_SCHEMA_VERSION = 1
-MAX_ACCURACY_DROP_POINTS = 1.5
+from tinyshare.pipeline.report.checks import Check, accuracy_check
+
+REPORT_SCHEMA_VERSION = 2
 MIN_TOP1_AGREEMENT = 0.99  # emulated on-device runs against the host reference
-
-
-@dataclass(frozen=True)
-class Check:
-    """One gate in a board's verdict.
-
-    ``status`` is "PASS" or "FAIL" (a gate), "FINDING" (a measured difference reported as
-    it is, e.g. between onnxruntime's optimization levels; it never changes the verdict on
-    its own) or "INFO" (a fact, e.g. a host-build result when the board's own build ran
-    under emulation). Only FAIL makes the verdict FAIL.
-    """
-
-    name: str
-    status: str
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -46,7 +32,7 @@ def storage_summary(info) -> dict:
     }
 
 
-def _runtime_checks(board, validation, float_acc: float, tol: int) -> tuple[list, list, dict]:
+def _runtime_checks(board, validation, float_acc: float, vcfg) -> tuple[list, list, dict]:
     from tinyshare.targets.runtimes.registry import host_runs_for
 
     checks, runs, rows = [], list(host_runs_for(board.runtimes)), {}
@@ -60,20 +46,15 @@ def _runtime_checks(board, validation, float_acc: float, tol: int) -> tuple[list
             "within_tolerance": a.within_tolerance, "compared_on": a.compared_on,
             "host_wall_ms": round(c.host_wall_ms, 1),
         }
-        drop = (float_acc - c.accuracy) * 100.0
-        checks.append(Check(
-            f"int8 accuracy on {name}",
-            "PASS" if drop <= MAX_ACCURACY_DROP_POINTS else "FAIL",
-            f"{100 * c.accuracy:.2f} % (float {100 * float_acc:.2f} %, drop {drop:+.2f} "
-            f"points, limit {MAX_ACCURACY_DROP_POINTS} points)"))
+        checks.append(accuracy_check(f"int8 accuracy on {name}", c.accuracy, float_acc, vcfg))
         if name == validation.reference:
             continue  # the reference itself: nothing to compare
         checks.append(Check(
             f"agreement of {name} with {validation.reference}",
             "PASS" if a.within_tolerance else "FAIL",
-            f"max abs diff {a.max_abs_diff_lsb} LSB (tolerance ±{tol} LSB), top-1 "
-            f"agreement {100 * a.top1_agreement:.2f} %, {a.n_values_differing} of "
-            f"{a.n_samples * c.n_outputs} output values differ"))
+            f"max abs diff {a.max_abs_diff_lsb} LSB (tolerance ±{vcfg.tolerance_lsb} LSB), "
+            f"top-1 agreement {100 * a.top1_agreement:.2f} %, {a.n_values_differing} of "
+            f"{a.n_samples * c.n_outputs} output values differ", kind="agreement"))
     return checks, runs, rows
 
 
@@ -90,32 +71,32 @@ def _op_support(board, infos) -> Check:
         status = "PASS"
     else:
         status = "INFO"  # every runtime's op support is shown by its host run
-    return Check("op support", status, "; ".join(r.describe() for r in results))
+    return Check("op support", status, "; ".join(r.describe() for r in results), kind="op_support")
 
 
-def _emulated(board, validation, float_acc: float) -> tuple[list[Check], dict | None]:
+def _emulated(board, validation, float_acc: float, vcfg) -> tuple[list[Check], dict | None]:
     """Checks and report data for the board's emulated runs, if any ran."""
     emu = validation.emulation.get(board.name)
     if emu is None:
         return [], None
     if emu.error:
-        return [Check("emulated device image", "FAIL", emu.error)], {"error": emu.error}
+        return [Check("emulated device image", "FAIL", emu.error, kind="emulation")], {"error": emu.error}
     checks, rows = [], {}
     for c in emu.checks:
         label = f"{c.runtime} on {board.cpu}"
         if not c.ok:
-            checks.append(Check(label, "FAIL", c.error))
+            checks.append(Check(label, "FAIL", c.error, kind="emulation"))
             rows[c.runtime] = {"ok": False, "error": c.error}
             continue
         a = c.agreement
         ok = a.within_tolerance and a.top1_agreement >= MIN_TOP1_AGREEMENT
         drop = (float_acc - c.accuracy) * 100.0
-        ok = ok and drop <= MAX_ACCURACY_DROP_POINTS
+        ok = ok and drop <= vcfg.max_accuracy_drop_points and c.accuracy >= vcfg.min_top1
         checks.append(Check(label, "PASS" if ok else "FAIL",
                             f"top-1 {100 * c.accuracy:.2f} % (drop {drop:+.2f} points), max abs "
                             f"diff {a.max_abs_diff_lsb} LSB vs {validation.reference} (±"
                             f"{a.tolerance_lsb}), top-1 agreement {100 * a.top1_agreement:.2f} % "
-                            f"(min {100 * MIN_TOP1_AGREEMENT:.0f} %)"))
+                            f"(min {100 * MIN_TOP1_AGREEMENT:.0f} %)", kind="emulation"))
         rows[c.runtime] = {
             "ok": True, "accuracy": c.accuracy, "top1_agreement": a.top1_agreement,
             "max_abs_diff_lsb": a.max_abs_diff_lsb, "n_values_differing": a.n_values_differing,
@@ -142,45 +123,122 @@ def _as_host_info(check: Check, emulated_runs: set[str]) -> Check:
     if check.status != "FAIL" or not any(check.name.startswith(r) for r in runs):
         return check
     return Check(check.name, "INFO", "host x86_64 build, not the board's (the board's own "
-                 f"build is checked under emulation): {check.detail}")
+                 f"build is checked under emulation): {check.detail}", kind=check.kind)
+
+
+def _memory_facts(ctx, board):
+    """Flash and RAM facts for one board (see ``tinyshare.pipeline.report.memory``)."""
+    from tinyshare.pipeline.report.memory import MemoryFacts, arena_dict, linux_ram
+
+    v = ctx.validation
+    tfl, stripped = ctx.infos["tflite_int8"], ctx.infos["tflite_int8_stripped"]
+    names_bytes = tfl.file_bytes - stripped.file_bytes
+    strip = bool(getattr(board, "strip_tensor_names", False))
+    model = stripped if strip else tfl
+    code = ctx.runtime_code(board)
+    emu = v.emulation.get(board.name)
+    emu_data = _emulated(board, v, v.float_pytorch_accuracy, ctx.cfg.validation)[1] if emu else None
+    arena = None
+    vela = v.vela.get(board.name)
+    if vela is not None:
+        return _vela_memory_facts(ctx, vela, code, names_bytes, strip)
+    if board.os == "baremetal":
+        arena = arena_dict(v.arena, ctx.arena_estimate, v.twin_arena)
+        ram_need, ram_method, rss = v.arena.arena_bytes, (
+            "measured: TFLM tensor arena, smallest size that allocates and invokes (binary "
+            f"search, verified by a run at exactly that size); {v.arena.note}"), None
+    else:
+        ram_need, ram_method, rss = linux_ram(tfl, ctx.arena_estimate.planned_bytes, emu_data)
+    return MemoryFacts(
+        model_file=model.path.name, model_file_bytes=model.file_bytes,
+        weights_bytes=model.stored_weight_bytes,
+        weights_method="measured: read back from the file (int8 weights + int32 biases, each "
+                       "stored tensor once)", tensor_names_bytes=names_bytes,
+        names_stripped=strip, runtime_code_bytes=code.total_bytes if code else None,
+        runtime_code_method=code.method if code else "unknown: no estimate for these runtimes",
+        runtime_code_per_kernel_bytes=dict(code.per_kernel_bytes) if code else {},
+        runtime_code_detail=code.detail if code else "",
+        ram_needed_bytes=ram_need, ram_method=ram_method, arena=arena, peak_rss_bytes=rss,
+        activation_bytes=ctx.arena_estimate.planned_bytes)
+
+
+def _vela_memory_facts(ctx, vela, code, names_bytes: int, strip: bool):
+    """An Ethos-U board flashes Vela's optimized model; its arena is Vela's SRAM figure plus
+    our estimate of TFLM's persistent allocations for the optimized graph."""
+    from tinyshare.export.inspect import inspect_model
+    from tinyshare.pipeline.report.memory import MemoryFacts, arena_dict
+    from tinyshare.targets.arena_plan import estimate_tflm_arena
+
+    v = ctx.validation
+    persistent = estimate_tflm_arena(inspect_model(vela.optimized_model_path)).persistent_bytes
+    return MemoryFacts(
+        model_file=vela.optimized_model_path.name, model_file_bytes=vela.optimized_model_bytes,
+        weights_bytes=min(vela.offchip_flash_bytes + vela.onchip_flash_bytes,
+                          vela.optimized_model_bytes),
+        weights_method="Vela's flash figure: encoded weights and the NPU command stream",
+        tensor_names_bytes=names_bytes, names_stripped=strip,
+        runtime_code_bytes=code.total_bytes if code else None,
+        runtime_code_method=(code.method + "; the Ethos-U driver's code is not included")
+        if code else "unknown: no estimate for these runtimes",
+        runtime_code_per_kernel_bytes=dict(code.per_kernel_bytes) if code else {},
+        runtime_code_detail=code.detail if code else "",
+        ram_needed_bytes=vela.sram_bytes + persistent,
+        ram_method=(f"Vela's total SRAM for the NPU's tensors ({vela.sram_bytes:,} B, Vela's "
+                    f"figure) + estimate of TFLM's persistent allocations for the optimized "
+                    f"graph ({persistent:,} B, 64-bit host build struct sizes)"),
+        arena=arena_dict(v.arena, ctx.arena_estimate, v.twin_arena), peak_rss_bytes=None,
+        activation_bytes=ctx.arena_estimate.planned_bytes)
+
+
+def _budget_checks(fp, board) -> list[Check]:
+    reserved = {"flash": board.reserved_flash_bytes, "ram": board.reserved_ram_bytes}
+    checks = [Check(f"{vi.budget} budget", "FAIL", vi.message, kind="budget", budget=vi.budget,
+                    need_bytes=vi.need_bytes, have_bytes=vi.have_bytes,
+                    reserved_bytes=reserved[vi.budget])
+              for vi in fp.reasons]
+    if fp.verdict == "PASS":
+        checks.append(Check("flash and RAM budgets", "PASS",
+                            f"flash: needs {fp.flash_needed_bytes:,} B of {fp.flash_budget_bytes:,} B "
+                            f"(headroom {fp.flash_headroom_bytes:,} B); RAM: needs "
+                            f"{fp.ram_needed_bytes:,} B of {fp.ram_budget_bytes:,} B (headroom "
+                            f"{fp.ram_headroom_bytes:,} B)", kind="budget"))
+    return checks
 
 
 def build_board_report(ctx, board) -> BoardReport:
     """Build one board's report from the run context ``ctx`` (see ``report_stage``)."""
-    from tinyshare.targets.footprint import assess
+    from tinyshare.pipeline.report.memory import assess_board
 
     v = ctx.validation
+    vcfg = ctx.cfg.validation
     float_acc = v.float_pytorch_accuracy
-    tfl = ctx.infos["tflite_int8"]
-    arena = v.arena.arena_bytes
-    if board.os == "baremetal":
-        ram_need, ram_method = arena, (
-            "TFLM tensor arena, smallest size that allocates and invokes (binary search, "
-            f"verified by a run at exactly that size); {v.arena.note}")
-    else:
-        ram_need = tfl.file_bytes + arena
-        ram_method = ("estimate: model file bytes + the tensor arena measured with TFLM's "
-                      "host build, taken as a proxy for the tensors LiteRT/onnxruntime "
-                      "allocate; the runtime process itself (several MB) is not included "
-                      "and no RSS was measured")
-    fp = assess(board, model_file_bytes=tfl.file_bytes, weights_bytes=tfl.stored_weight_bytes,
-                ram_needed_bytes=ram_need, ram_method=ram_method, runtime_flash_bytes=None,
-                runtime_flash_method=None)
-    checks = [Check(f"{vi.budget} budget", "FAIL", vi.message) for vi in fp.reasons]
-    if fp.verdict == "PASS":
-        checks.append(Check("flash and RAM budgets", "PASS",
-                            f"flash headroom {fp.flash_headroom_bytes:,} B (model file only; "
-                            f"the runtime's code is not measured yet), RAM headroom "
-                            f"{fp.ram_headroom_bytes:,} B"))
-    rt_checks, runs, rows = _runtime_checks(board, v, float_acc, v.tolerance_lsb)
+    facts = _memory_facts(ctx, board)
+    fp, footprint = assess_board(board, facts)
+    checks = _budget_checks(fp, board)
+    rt_checks, runs, rows = _runtime_checks(board, v, float_acc, vcfg)
     checks += rt_checks
-    emu_checks, emu_data = _emulated(board, v, float_acc)
+    emu_checks, emu_data = _emulated(board, v, float_acc, vcfg)
     checks += emu_checks
     checks.append(ctx.sharing_check)
     checks.append(_op_support(board, ctx.infos))
+    vela = v.vela.get(board.name)
+    per_layer, vela_data = ctx.per_layer, None
+    if vela is not None:
+        from tinyshare.pipeline.report.vela import fold_per_layer, vela_checks, vela_dict
+        from tinyshare.targets.runtimes.tflm import tflm_registered_ops
+
+        checks += vela_checks(vela, tflm_registered_ops().builtin_ops)
+        per_layer, vela_data = fold_per_layer(ctx.per_layer, vela), vela_dict(vela, ctx.root)
+    if facts.names_stripped:
+        d = v.stripped_tflm_max_diff_lsb
+        checks.append(Check("model without tensor names", "PASS" if d == 0 else "FAIL",
+                            f"TFLM outputs of {ctx.infos['tflite_int8_stripped'].path.name} differ "
+                            "from the named file's by "
+                            f"at most {d} LSB (must be 0); stripping saves "
+                            f"{facts.tensor_names_bytes:,} B of flash", kind="export"))
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
         checks.append(Check("onnxruntime optimization levels (host build)", "FINDING",
-                            v.onnx_level_finding))
+                            v.onnx_level_finding, kind="agreement"))
     emu = v.emulation.get(board.name)
     if emu is not None and emu.error is None:
         # The board's own builds ran under emulation: they gate the verdict, and the host
@@ -189,8 +247,12 @@ def build_board_report(ctx, board) -> BoardReport:
         checks = [_as_host_info(c, emulated_runs) for c in checks]
         if emu.onnx_level_finding:
             checks.append(Check("onnxruntime optimization levels (emulated)", "FINDING",
-                                emu.onnx_level_finding))
+                                emu.onnx_level_finding, kind="agreement"))
     verdict = "FAIL" if any(c.status == "FAIL" for c in checks) else "PASS"
+    footprint["arena"] = {  # v1 keys, kept for readers of older reports
+        "arena_bytes": v.arena.arena_bytes, "planner_reported_bytes": v.arena.planner_reported_bytes,
+        "search_steps": v.arena.search_steps, "note": v.arena.note,
+        "twin_arena_bytes": v.twin_arena.arena_bytes}
     data = {
         "schema_version": REPORT_SCHEMA_VERSION,
         "run": ctx.cfg.name,
@@ -202,8 +264,9 @@ def build_board_report(ctx, board) -> BoardReport:
             "reserved_ram_bytes": board.reserved_ram_bytes, "sources": list(board.sources),
         },
         "verdict": verdict,
-        "reasons": [asdict(c) for c in checks if c.status == "FAIL"],
-        "checks": [asdict(c) for c in checks],
+        "reasons": [c.as_dict() for c in checks if c.status == "FAIL"],
+        "violations": [c.violation() for c in checks if c.status == "FAIL"],
+        "checks": [c.as_dict() for c in checks],
         "model": ctx.model_summary,
         "storage": ctx.storage,
         "accuracy": {
@@ -216,6 +279,8 @@ def build_board_report(ctx, board) -> BoardReport:
             "twin_float_pytorch": v.twin_float_pytorch_accuracy,
             "twin_int8_litert_ref": v.twin_int8_accuracy,
             "int8_runtimes": {k: rows[k]["accuracy"] for k in runs},
+            "max_accuracy_drop_points": vcfg.max_accuracy_drop_points,
+            "min_top1": vcfg.min_top1,
         },
         "agreement": {"reference": v.reference, "tolerance_lsb": v.tolerance_lsb,
                       "reference_description": "LiteRT's builtin int8 kernels without any "
@@ -224,21 +289,12 @@ def build_board_report(ctx, board) -> BoardReport:
                       "output_zero_point": ctx.quantized.shared.output_zero_point,
                       "compared_on": "int8 output values (LSB of the output tensor)",
                       "runtimes": rows},
-        "footprint": {
-            "flash_budget_bytes": fp.flash_budget_bytes, "ram_budget_bytes": fp.ram_budget_bytes,
-            "model_file_bytes": tfl.file_bytes, "weights_bytes": tfl.stored_weight_bytes,
-            "flash_needed_bytes": fp.flash_needed_bytes,
-            "flash_headroom_bytes": fp.flash_headroom_bytes,
-            "ram_needed_bytes": fp.ram_needed_bytes, "ram_method": ram_method,
-            "ram_headroom_bytes": fp.ram_headroom_bytes,
-            "arena": {"arena_bytes": arena,
-                      "planner_reported_bytes": v.arena.planner_reported_bytes,
-                      "search_steps": v.arena.search_steps, "note": v.arena.note,
-                      "twin_arena_bytes": v.twin_arena.arena_bytes},
-            "notes": list(fp.notes),
-        },
+        "footprint": footprint,
+        "per_layer": per_layer,
+        "vela": vela_data,
         "emulated": emu_data,
-        "ops": [{"index": o.index, "op": o.op_code, "version": o.version} for o in tfl.ops],
+        "ops": [{"index": o.index, "op": o.op_code, "version": o.version}
+                for o in ctx.infos["tflite_int8"].ops],
         "provenance": ctx.provenance,
     }
     return BoardReport(board=board.name, verdict=verdict, data=data)

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-
-def _b(n: int | None) -> str:
-    return "n/a" if n is None else f"{n:,} B"
-
-
-def _pct(x: float) -> str:
-    return f"{100.0 * x:.2f} %"
-
-
-def _planner_note(arena: dict) -> str:
-    planner, found = arena["planner_reported_bytes"], arena["arena_bytes"]
-    if planner is None:
-        return "The allocator's own total could not be read."
-    if planner == found:
-        return "The allocator's own total is the same here; it is not a safe size in general."
-    return (f"The allocator's own total, {_b(planner)}, is {found - planner:,} B short of "
-            "what the model needs to run: it leaves out the planner's scratch.")
-
-
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: list[str], rows: list[list[object]]) -> str:
-    """A Markdown table; ``|`` inside cells is escaped so every row keeps its columns."""
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+from tinyshare.pipeline.report.markdown_memory import (
+    flash_section,
+    per_layer_section,
+    ram_section,
+    vela_section,
+    violations_section,
+)
+from tinyshare.pipeline.report.markdown_table import bytes_text as _b
+from tinyshare.pipeline.report.markdown_table import percent_text as _pct
+from tinyshare.pipeline.report.markdown_table import table as _table
 
 
 def _storage_rows(storage: dict) -> list[list[object]]:
@@ -126,24 +108,12 @@ def board_markdown(r: dict) -> str:
         _table(["check", "status", "detail"],
                [[c["name"], c["status"], c["detail"]] for c in r["checks"]]),
         "",
-        "## Footprint",
-        "",
-        _table(["", "needed", "budget", "headroom"], [
-            ["flash", _b(fp["flash_needed_bytes"]), _b(fp["flash_budget_bytes"]),
-             _b(fp["flash_headroom_bytes"])],
-            ["RAM", _b(fp["ram_needed_bytes"]), _b(fp["ram_budget_bytes"]),
-             _b(fp["ram_headroom_bytes"])],
-        ]),
-        "",
-        f"- Model file: {_b(fp['model_file_bytes'])}, of which stored weights "
-        f"{_b(fp['weights_bytes'])}.",
-        f"- RAM: {fp['ram_method']}.",
-        f"- TFLM arena: {_b(fp['arena']['arena_bytes'])} (the unshared twin: "
-        f"{_b(fp['arena']['twin_arena_bytes'])}). {_planner_note(fp['arena'])}",
-        f"- Budgets are the board's totals less reserved flash {_b(b['reserved_flash_bytes'])} "
-        f"and RAM {_b(b['reserved_ram_bytes'])}.",
     ]
+    lines += violations_section(r)
+    lines += flash_section(fp)
+    lines += ram_section(fp)
     lines += [f"- {n}" for n in fp["notes"]]
+    lines += vela_section(r.get("vela"))
     lines += [
         "",
         "## Accuracy (top-1 on the test split, "
@@ -176,10 +146,9 @@ def board_markdown(r: dict) -> str:
     lines += _emulated_section(r.get("emulated"), b["os"])
     lines += _sharing_section(r["model"], r["storage"])
     lines += [
-        "## Ops (int8 .tflite, graph order)",
-        "",
-        ", ".join(f"{o['op']} v{o['version']}" for o in r["ops"]),
-        "",
+    ]
+    lines += per_layer_section(r["per_layer"], with_vela=bool(r.get("vela")))
+    lines += [
         "## Provenance",
         "",
         f"- Command: `{r['provenance']['command']}`; seed {r['provenance']['seed']}.",
