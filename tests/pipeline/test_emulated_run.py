@@ -72,6 +72,10 @@ def test_report_shows_emulated_section_and_checks(emulated_run, board):
     r = json.loads((d / "report.json").read_text())
     assert r["emulated"]["runtimes"]
     assert "not a device latency" in r["emulated"]["note"]
+    ram = r["footprint"]["ram"]  # Linux RAM: the guests' peak RSS, measured
+    rss = [v["peak_rss_kb"] * 1024 for v in r["emulated"]["runtimes"].values() if v["ok"]]
+    assert ram["peak_rss_bytes"] == ram["needed_bytes"] == max(rss)
+    assert ram["method"].startswith("measured")
     names = [c["name"] for c in r["checks"] if "(emulated)" in c["name"]]
     assert len(names) == len(r["emulated"]["runtimes"])
     md = (d / "report.md").read_text()

@@ -11,8 +11,9 @@ import pytest
 from tinyshare.artifacts import sha256_file
 from tinyshare.export.inspect import inspect_model
 from tinyshare.export.storage import expected_storage
+from tinyshare.pipeline.report.schema import validate_report
 
-BOARDS = ["rpi4b", "stm32f746g-disco", "nano33-ble-sense"]
+BOARDS = ["rpi4b", "stm32f746g-disco", "nano33-ble-sense", "corstone-300-mps3"]
 MODEL_FILES = ["model_int8.tflite", "model_int8.onnx", "model_float.tflite", "model_float.onnx"]
 
 
@@ -32,10 +33,12 @@ def test_run_folder_holds_models_reports_and_manifest(tiny_run):
         assert (d / "export" / name).stat().st_size > 0
     for b in BOARDS:
         report = json.loads((d / "boards" / b / "report.json").read_text())
-        assert report["schema_version"] == 1
+        validate_report(report)  # the JSON Schema in the repo, version 2
         assert report["board"]["name"] == b
         assert (d / "boards" / b / "report.md").read_text().startswith("# ")
     assert (d / "report.md").is_file()
+    html = (d / "report.html").read_text()
+    assert html.count("<svg") >= 3 and "<script" not in html
     assert not list(d.parent.glob(".*partial*")), "staging folder left behind"
 
 
@@ -151,11 +154,24 @@ def test_verdict_follows_the_checks(tiny_run):
         failed = [c for c in r["checks"] if c["status"] == "FAIL"]
         assert r["verdict"] == ("FAIL" if failed else "PASS")
         assert r["reasons"] == failed
+        assert [v["check"] for v in r["violations"]] == [c["name"] for c in failed]
         fp = r["footprint"]
+        flash, ram = fp["flash"], fp["ram"]
+        assert flash["needed_bytes"] == flash["model_file_bytes"] + (flash["runtime_code_bytes"] or 0)
+        assert flash["budget_bytes"] == flash["total_bytes"] - flash["reserved_bytes"]
+        assert ram["budget_bytes"] == ram["total_bytes"] - ram["reserved_bytes"]
+        assert flash["graph_overhead_bytes"] == flash["model_file_bytes"] - flash["weights_bytes"]
         assert fp["flash_headroom_bytes"] == fp["flash_budget_bytes"] - fp["flash_needed_bytes"]
         assert fp["arena"]["arena_bytes"] % 16 == 0 and fp["arena"]["arena_bytes"] > 0
-        if r["board"]["os"] == "baremetal":
+        if r["board"]["os"] == "baremetal" and r["vela"] is None:
             assert fp["ram_needed_bytes"] == fp["arena"]["arena_bytes"]
+            assert abs(ram["arena"]["difference_percent"]) <= 10.0
+            assert flash["names_stripped"] and flash["model_file"] == "model_int8_nonames.tflite"
+        if r["vela"] is not None:  # Ethos-U: Vela's SRAM + TFLM's persistent estimate
+            assert fp["ram_needed_bytes"] > r["vela"]["sram_bytes"] > 0
+            assert flash["model_file_bytes"] == r["vela"]["optimized_model_bytes"]
+            rows = r["per_layer"]["tflite_int8"]["rows"]
+            assert all(row["vela"]["placement"] in ("NPU", "CPU") for row in rows)
 
 
 def test_tflite_int8_graph_has_no_transpose(files):
@@ -176,10 +192,13 @@ def test_deploy_folder_runs_on_its_runtime(tiny_run, board, tmp_path):
     d = tiny_run.run_dir / board
     b = load_board(board)
     assert (d / "README.md").is_file() and (d / "report.json").is_file()
+    if b.npu is not None:
+        assert (d / "model_int8_nonames_vela.tflite").is_file()
     x = np.load(tiny_run.run_dir / "data" / "test.npz")["x"][:8]
     for rt in b.runtimes:
         fmt = RUNTIMES.get(rt).model_format
-        assert (d / f"model_int8.{fmt}").is_file()
+        stem = "model_int8_nonames" if b.strip_tensor_names and fmt == "tflite" else "model_int8"
+        assert (d / f"{stem}.{fmt}").is_file()
         script = d / f"run_{rt.replace('-', '_')}.py"
         if rt == "tflm" or rt == "tflite-runtime":
             continue  # firmware library / not installed on the host

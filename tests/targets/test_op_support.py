@@ -118,7 +118,8 @@ def test_op_the_tflm_build_does_not_register_fails(tmp_path):
     got = op_support(inspect_model(path), "tflm")
     assert not got.ok
     assert got.missing_ops == ("HASHTABLE_LOOKUP",)
-    assert got.reasons[0].startswith("HASHTABLE_LOOKUP is not registered by tflite-micro ")
+    assert got.missing_nodes == (("HASHTABLE_LOOKUP", 0, "y"),)
+    assert got.reasons[0].startswith("HASHTABLE_LOOKUP (op 0 'y') is not registered by tflite-micro ")
 
 
 def test_every_pair_of_a_converted_model_is_listed(tiny_tflite):
@@ -143,3 +144,30 @@ def test_format_mismatch_and_unknown_runtime(transpose_v2):
         op_support(info, "onnxruntime")
     with pytest.raises(BoardError, match="known: litert, onnxruntime, tflite-runtime, tflm"):
         op_support(info, "tvm")
+
+
+def test_converted_model_with_an_op_tflm_lacks_fails_the_board(tmp_path):
+    """A real litert-torch conversion with GELU (TFLM registers no GELU kernel): the board
+    report's op-support check is a FAIL naming the op and the node, and a typed violation."""
+    import torch
+
+    from tinyshare.export.tflite import export_tflite_float
+    from tinyshare.pipeline.report.build import _op_support
+    from tinyshare.targets.board_registry import load_board
+
+    class GeluNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.gelu(self.fc(x))
+
+    path = export_tflite_float(GeluNet().eval(), torch.zeros(1, 8), tmp_path / "gelu.tflite")
+    info = inspect_model(path)
+    gelu = [op for op in info.ops if op.op_code == "GELU"]
+    assert gelu, [op.op_code for op in info.ops]
+    check = _op_support(load_board("nano33-ble-sense"), {"tflite_int8": info})
+    assert check.status == "FAIL" and check.kind == "op_support"
+    assert f"GELU (op {gelu[0].index} '{gelu[0].outputs[0]}') is not registered by" in check.detail
+    assert check.violation()["kind"] == "op_support"

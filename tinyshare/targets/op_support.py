@@ -38,6 +38,8 @@ class OpSupport:
         runtime: the runtime's table name, e.g. ``"tflm"``.
         ok: no op is missing and no op version is above a declared maximum.
         missing_ops: op codes the runtime does not register, sorted.
+        missing_nodes: ``(op code, op index, first output tensor)`` of every node using a
+            missing op, in graph order.
         version_violations: ``(op code, version used, highest version declared)`` for each
             op above the table's ``max_op_versions``, sorted.
         version_policy: the table's op-version policy, e.g.
@@ -53,6 +55,7 @@ class OpSupport:
     runtime: str
     ok: bool
     missing_ops: tuple[str, ...]
+    missing_nodes: tuple[tuple[str, int, str], ...]
     version_violations: tuple[tuple[str, int, int], ...]
     version_policy: str
     pairs: tuple[OpVersion, ...]
@@ -62,8 +65,11 @@ class OpSupport:
     @property
     def reasons(self) -> tuple[str, ...]:
         """One sentence per violation, naming the op and the versions; empty when ``ok``."""
+        nodes = {op: [f"op {i} '{name}'" for o, i, name in self.missing_nodes if o == op]
+                 for op in self.missing_ops}
         return (
-            *(f"{op} is not registered by {self.checked_against}" for op in self.missing_ops),
+            *(f"{op} ({', '.join(nodes[op]) or 'no node'}) is not registered by "
+              f"{self.checked_against}" for op in self.missing_ops),
             *(f"{op} version {used} is used; {self.runtime} registers {op} only up to version {top}"
               for op, used, top in self.version_violations),
         )
@@ -125,6 +131,8 @@ def op_support(
         checked_against = f"tflite-micro {registered.tflm_version} op resolver (host build)"
     else:
         missing, checked_against = (), ""
+    missing_nodes = tuple((op.op_code, op.index, op.outputs[0] if op.outputs else "")
+                          for op in model_info.ops if op.op_code in missing)
     violations = tuple(
         (op, version, spec.max_op_versions[op])
         for op, version in pairs
@@ -134,6 +142,7 @@ def op_support(
         runtime=spec.name,
         ok=not missing and not violations,
         missing_ops=missing,
+        missing_nodes=missing_nodes,
         version_violations=violations,
         version_policy=spec.op_version_policy,
         pairs=pairs,

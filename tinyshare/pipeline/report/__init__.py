@@ -130,14 +130,16 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         root=root,
     )
     reports = {b.name: build_board_report(ctx, b) for b in boards}
-    int8_files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
     for board in boards:
         rep = reports[board.name]
         d = root / "boards" / board.name
         atomic_write_json(d / "report.json", rep.data)
         atomic_write_text(d / "report.md", board_markdown(rep.data))
-        write_deploy_folder(root / board.name, board, int8_files, quantized.shared,
-                            splits.input_shape, d)
+        tflite = exported.tflite_int8_stripped if board.strip_tensor_names else exported.tflite_int8
+        vela = validation.vela.get(board.name)
+        write_deploy_folder(root / board.name, board, {"tflite": tflite, "onnx": exported.onnx_int8},
+                            quantized.shared, splits.input_shape, d,
+                            npu_model=vela.optimized_model_path if vela else None)
     atomic_write_text(root / "report.md", summary_markdown(
         cfg.name, [r.data for r in reports.values()], storage, model_summary))
     atomic_write_text(root / "report.html", run_html({

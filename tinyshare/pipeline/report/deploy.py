@@ -68,11 +68,13 @@ _RUNTIME_MODULES = {
 
 
 def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, input_shape,
-                        report_dir: Path) -> Path:
+                        report_dir: Path, npu_model: Path | None = None) -> Path:
     """Write ``out`` (``runs/<run>/<board>/``) for ``board``; returns ``out``.
 
     Args:
-        files: ``{"tflite": int8 .tflite, "onnx": int8 .onnx}``.
+        files: ``{"tflite": int8 .tflite, "onnx": int8 .onnx}`` as this board flashes them
+            (the .tflite without tensor names where the board strips them).
+        npu_model: Vela's optimized .tflite for a board with an Ethos-U NPU, if any.
         quantized: the ``QuantizedModel`` (I/O scales and zero points).
         input_shape: (C, H, W) of one sample.
         report_dir: the folder holding the board's ``report.json`` / ``report.md``.
@@ -103,6 +105,11 @@ def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, inp
             continue
         atomic_write_text(out / script, text)
         lines.append(f"| {rt} | `{model}` | `python3 {script} input.npy` |")
+    if npu_model is not None:
+        shutil.copyfile(npu_model, out / npu_model.name)
+        lines.append(f"| tflm + Ethos-U driver | `{npu_model.name}` | Vela-compiled for "
+                     f"{board.npu.accelerator_config}: the NPU part runs as one custom op; "
+                     "flash this file on the board |")
     lines += [
         "", "The int8 model quantizes its input with scale "
         f"{quantized.input_scale!r} and zero point {quantized.input_zero_point}; the "
