@@ -8,9 +8,11 @@ from tinyshare.export.inspect import inspect_model
 from tinyshare.export.layer_table import layer_table
 
 
-def _shared_conv_rows(table, info):
-    # the shared conv's two call sites: CONV_2D reading a 4-channel input
-    return [r for r in table.rows if r.op == "CONV_2D" and r.input_shapes[0][-1] == 4]
+def _shared_conv_rows(table):
+    """The shared conv's two call sites: CONV_2D reading a 4-channel input."""
+    rows = [r for r in table.rows if r.op == "CONV_2D" and r.input_shapes[0][-1] == 4]
+    assert len(rows) == 2
+    return rows
 
 
 def test_weight_bytes_sum_to_the_stored_weights(twice_conv_tflite):
@@ -24,7 +26,7 @@ def test_weight_bytes_sum_to_the_stored_weights(twice_conv_tflite):
 def test_shared_weight_counted_at_its_first_reader_only(twice_conv_tflite, twice_conv):
     info = inspect_model(twice_conv_tflite)
     table = layer_table(info)
-    first, second = _shared_conv_rows(table, info)
+    first, second = _shared_conv_rows(table)
     w = twice_conv.model.shared.weight  # (4, 4, 3, 3): 144 int8 bytes, one copy
     # The first call site stores the filter (144 B) and its int32 bias (4 x 4 B); the
     # second stores only its own bias, its input scale being its own.
@@ -39,11 +41,12 @@ def test_shared_weight_counted_at_its_first_reader_only(twice_conv_tflite, twice
 def test_macs_follow_the_conv_shapes(twice_conv_tflite, twice_conv):
     table = layer_table(inspect_model(twice_conv_tflite))
     out_c, in_c, kh, kw = twice_conv.model.shared.weight.shape
-    for row in _shared_conv_rows(table, None):
+    for row in _shared_conv_rows(table):
         assert row.macs == 8 * 8 * out_c * (kh * kw * in_c)  # 8x8 output, SAME padding
     fc = [r for r in table.rows if r.op == "FULLY_CONNECTED"][-1]
     assert fc.macs == 3 * 4  # Linear(4, 3), batch 1
-    assert all(r.macs == 0 for r in table.rows if r.op in ("MEAN", "RESHAPE", "ADD"))
+    others = [r for r in table.rows if r.op in ("MEAN", "RESHAPE", "ADD")]
+    assert others and all(r.macs == 0 for r in others)
 
 
 def test_lifetimes_cover_every_reader(twice_conv_tflite):

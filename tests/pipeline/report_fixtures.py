@@ -9,8 +9,10 @@ with values of the right kind and size. Three board kinds:
 * ``"linux"``: a Linux board (LiteRT, onnxruntime; no arena, RSS not measured);
 * ``"ethosu"``: a Cortex-M55 + Ethos-U55 board (TFLM + Vela; per-layer Vela columns).
 
-Loaded by the tests with ``load_fixtures()`` below (pytest runs in importlib mode, so the
-tests folder is not a package).
+The test modules load this file by path (pytest runs in importlib mode, so the tests folder
+is not a package). The Ethos-U board here, ``alif-e7-u55``, is made up for the tests; it is
+not a board profile. Real reports are checked against the schema by tests/pipeline/
+test_tiny_run.py.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def per_layer(with_vela: bool) -> dict:
         vela = None
         if with_vela:
             cycles = 420 + macs // 8 + act // 4
-            vela = {"placement": "NPU", "cycles": cycles, "sram_bytes": 2 * act + wb,
+            vela = {"placement": "NPU", "cycles": cycles, "staging_sram_bytes": 2 * act + wb,
                     "macs": macs, "utilisation_percent": round(100.0 * macs / (cycles * 128), 2)}
         tfl.append({"index": i, "name": f"tfl.op{i}_{op.lower()};digits/out", "op": op,
                     "version": ver, "input_shapes": ins, "output_shapes": outs, "macs": macs,

@@ -171,7 +171,10 @@ def test_verdict_follows_the_checks(tiny_run):
             assert fp["ram_needed_bytes"] > r["vela"]["sram_bytes"] > 0
             assert flash["model_file_bytes"] == r["vela"]["optimized_model_bytes"]
             rows = r["per_layer"]["tflite_int8"]["rows"]
-            assert all(row["vela"]["placement"] in ("NPU", "CPU") for row in rows)
+            # every op of the int8 digits model is NPU-supported; Vela folds RESHAPEs away
+            assert [row["vela"]["placement"] for row in rows] == ["NPU"] * len(rows)
+            assert r["vela"]["cpu_ops"] == [] and r["vela"]["npu_ops"] == len(rows)
+            assert {row["op"] for row in rows if row["vela"]["elided"]} <= {"RESHAPE"}
 
 
 def test_tflite_int8_graph_has_no_transpose(files):

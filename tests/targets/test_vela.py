@@ -37,15 +37,9 @@ def npu() -> NpuSpec:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    """The digits_tiny pipeline run up to EXPORT (int8 and float .tflite), ~40 s."""
-    pytest.importorskip("torch")
-    from tinyshare.config import load_config
-    from tinyshare.pipeline.stages import Stage, run
-
-    out = tmp_path_factory.mktemp("runs")
-    cfg = load_config(ROOT / "configs" / "digits_tiny.toml", [f'output_dir="{out}"'])
-    return run(cfg, until=Stage.EXPORT, command="pytest test_vela").run_dir / "export"
+def exported(tiny_run) -> Path:
+    """The export folder of the session's digits_tiny run (int8 and float .tflite)."""
+    return tiny_run.run_dir / "export"
 
 
 @pytest.fixture(scope="module")

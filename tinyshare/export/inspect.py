@@ -98,10 +98,13 @@ class TensorInfo:
         is unknown. For an activation this is its buffer size; see ``nbytes`` for stored data.
 
         Raises:
-            KeyError: an element type missing from ``DTYPE_BYTES``.
+            ModelFileError: an element type with no known size (not in ``DTYPE_BYTES``).
         """
         if self.shape is None or any(d < 0 for d in self.shape):
             return 0
+        if self.dtype not in DTYPE_BYTES:
+            raise ModelFileError(f"tensor {self.name!r}: element type {self.dtype!r} has no "
+                                 f"known size; expected one of {sorted(DTYPE_BYTES)}")
         return math.prod(self.shape) * DTYPE_BYTES[self.dtype]
 
 

@@ -12,6 +12,7 @@ outputs of both files equal.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,13 +78,16 @@ def strip_tensor_names(src: str | os.PathLike, dst: str | os.PathLike) -> Stripp
         builder = flatbuffers.Builder(1024)
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         packed = bytes(builder.Output())
-    except Exception as exc:  # flatbuffers raises plain errors on malformed input
+    except (ValueError, TypeError, IndexError, AttributeError, struct.error) as exc:
         raise ExportError(f"{src}: cannot rewrite without tensor names ({type(exc).__name__}: {exc})") from exc
     dst.parent.mkdir(parents=True, exist_ok=True)
     raw, tmp = dst.with_name(dst.name + ".raw.tmp"), dst.with_name(dst.name + ".tmp")
     try:
         raw.write_bytes(packed)
-        align.align_tflite_model(str(raw), str(tmp))
+        try:
+            align.align_tflite_model(str(raw), str(tmp))
+        except RuntimeError as exc:  # the pybind11 wrapper's C++ errors
+            raise ExportError(f"{src}: tflite-micro's alignment tool failed: {exc}") from exc
         os.replace(tmp, dst)
     finally:
         for leftover in (raw, tmp):

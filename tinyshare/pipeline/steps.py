@@ -170,7 +170,7 @@ def export_stage(
          "twin/model_int8.tflite"),
         ("twin_onnx_int8", lambda p: export_onnx_int8(quantized.twin, p), "twin/model_int8.onnx"),
         ("tflite_int8_stripped",
-         lambda p: strip_tensor_names(out / "model_int8.tflite", p).path,
+         lambda p: strip_tensor_names(paths["tflite_int8"], p).path,
          "model_int8_nonames.tflite"),
     ]
     paths = {}

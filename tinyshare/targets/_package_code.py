@@ -205,7 +205,11 @@ def linux_runtime_code(runtime: str, image_root: str | Path | None = None) -> Li
         if folder is None:
             return None
         manifest = _manifest(image_root)
-        machine = _ARCH_MACHINE.get(manifest["spec"]["arch"], manifest["spec"]["arch"])
+        arch = manifest.get("spec", {}).get("arch")
+        if not arch:
+            raise RuntimeUnavailableError(f"{image_root}: the device image manifest has no "
+                                          "spec.arch; rebuild it with `tinyshare boards setup`")
+        machine = _ARCH_MACHINE.get(arch, arch)
         prefix = _normalized(distribution) + "-"
         files = [w for w in manifest.get("wheels", {}).get(runtime, []) if w["file"].lower().startswith(prefix)]
         wheel = files[0]["file"] if files else distribution

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator
 
 from tinyshare.targets.runtimes.registry import RUNTIMES
-from tinyshare.targets.vela import VELA_ACCELERATOR_CONFIGS, VELA_MEMORY_MODES, VELA_SYSTEM_CONFIGS
+from tinyshare.targets.vela_names import VELA_ACCELERATOR_CONFIGS, VELA_MEMORY_MODES, VELA_SYSTEM_CONFIGS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

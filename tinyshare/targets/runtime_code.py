@@ -35,7 +35,6 @@ such, the host's x86_64 wheel; ``linux_runtime_code_bytes`` says what is counted
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 import re
@@ -44,6 +43,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+
+from tinyshare.artifacts.files import sha256_file
 
 from tinyshare.errors import RuntimeUnavailableError
 from tinyshare.targets._elf_code import ElfCode, read_elf_code
@@ -161,7 +162,7 @@ def _tflm_code() -> _TflmCode:
     kernels = _kernel_roots(code, names, max(ctors, key=lambda a: code.sizes[a]))
     return _TflmCode(code=code, core=code.reachable(core_roots, blocked), blocked=blocked,
                      kernels=MappingProxyType(kernels), library=library,
-                     sha256=hashlib.sha256(library.read_bytes()).hexdigest(),
+                     sha256=sha256_file(library),
                      version=importlib.metadata.version("tflite-micro"))
 
 

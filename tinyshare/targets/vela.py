@@ -55,24 +55,12 @@ if TYPE_CHECKING:
 __all__ = ["ESTIMATE_METHOD", "VELA_ACCELERATOR_CONFIGS", "VELA_MEMORY_MODES", "VELA_SYSTEM_CONFIGS",
            "VelaCpuOp", "VelaLayer", "VelaReport", "run_vela"]
 
-# Vela's names, from ethos-u-vela 5.2.0 (the pinned version): ``vela --help`` for the
-# accelerator configs, the bundled ``ethosu/config_files/Arm/vela.ini`` for the system
-# configs and memory modes. tests/targets/test_vela.py checks them against the installed Vela.
-VELA_ACCELERATOR_CONFIGS = (
-    "ethos-u55-32", "ethos-u55-64", "ethos-u55-128", "ethos-u55-256",
-    "ethos-u65-256", "ethos-u65-512",
-    "ethos-u85-128", "ethos-u85-256", "ethos-u85-512", "ethos-u85-1024", "ethos-u85-2048",
+from tinyshare.targets.vela_names import (  # noqa: E402  (re-exported)
+    VELA_ACCELERATOR_CONFIGS,
+    VELA_MEMORY_MODES,
+    VELA_SYSTEM_CONFIGS,
 )
-VELA_SYSTEM_CONFIGS = (
-    "Ethos_U55_Deep_Embedded", "Ethos_U55_High_End_Embedded",
-    "Ethos_U65_Embedded", "Ethos_U65_Mid_End", "Ethos_U65_High_End", "Ethos_U65_Client_Server",
-    "Ethos_U85_SYS_Flash_Low", "Ethos_U85_SYS_Flash_High",
-    "Ethos_U85_SYS_DRAM_Low", "Ethos_U85_SYS_DRAM_Mid", "Ethos_U85_SYS_DRAM_High",
-)
-VELA_MEMORY_MODES = (
-    "Sram_Only", "Shared_Sram", "Dedicated_Sram",
-    "Dedicated_Sram_256KB", "Dedicated_Sram_384KB", "Dedicated_Sram_512KB",
-)
+
 VELA_CONFIG_FILE = "Arm/vela.ini"  # Vela resolves this inside its own config_files folder
 ESTIMATE_METHOD = ("Vela's performance model: its estimated total cycles / the board's NPU clock; "
                    "NPU part only, ops left on the CPU are not counted")

@@ -3,6 +3,7 @@ self-contained ``report.html`` with plots for the run."""
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -17,8 +18,12 @@ from tinyshare.pipeline.report.build import storage_summary
 from tinyshare.pipeline.report.deploy import write_deploy_folder
 from tinyshare.pipeline.report.html import run_html
 from tinyshare.pipeline.report.markdown import board_markdown, summary_markdown
+from tinyshare.pipeline.report.schema import validate_report
 
 if TYPE_CHECKING:
+    from tinyshare.pipeline.report.runtime_code import RuntimeCode
+    from tinyshare.targets.arena_plan import ArenaEstimate
+    from tinyshare.targets.board import BoardProfile
     from tinyshare.config import RunConfig
     from tinyshare.pipeline.steps import QuantizedPair, TrainedModel
     from tinyshare.pipeline.validate import ValidationResult
@@ -37,9 +42,9 @@ class _Context:
     model_summary: dict
     sharing_check: Check
     provenance: dict
-    per_layer: dict
-    arena_estimate: object  # tinyshare.targets.arena_plan.ArenaEstimate of the int8 .tflite
-    runtime_code: Callable  # board -> RuntimeCode | None
+    per_layer: dict  # the report's per_layer entry (plain data, see the JSON Schema)
+    arena_estimate: ArenaEstimate  # of the int8 .tflite
+    runtime_code: Callable[[BoardProfile], RuntimeCode | None]
     root: Path  # the run folder being written (paths in commands are made relative to it)
 
 
@@ -59,7 +64,7 @@ def sharing_check(infos: dict, n_unique_weights: int) -> Check:
     return Check(
         "weight sharing kept", "PASS" if ok else "FAIL",
         f"{n_unique_weights} unique int8 weight tensors; stored: "
-        + ", ".join(f"{k} {c}" for k, c in counts.items()))
+        + ", ".join(f"{k} {c}" for k, c in counts.items()), kind="sharing")
 
 
 def _per_layer(infos: dict) -> dict:
@@ -134,6 +139,8 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         rep = reports[board.name]
         d = root / "boards" / board.name
         atomic_write_json(d / "report.json", rep.data)
+        # The schema in the repo, checked on the JSON as written; a mismatch is our bug.
+        validate_report(json.loads((d / "report.json").read_text()))
         atomic_write_text(d / "report.md", board_markdown(rep.data))
         tflite = exported.tflite_int8_stripped if board.strip_tensor_names else exported.tflite_int8
         vela = validation.vela.get(board.name)

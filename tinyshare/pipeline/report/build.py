@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyshare.pipeline.report.checks import Check, accuracy_check
+from tinyshare.pipeline.report.schema import REPORT_SCHEMA_VERSION
 
-REPORT_SCHEMA_VERSION = 2
 MIN_TOP1_AGREEMENT = 0.99  # emulated on-device runs against the host reference
 
 
@@ -126,18 +126,16 @@ def _as_host_info(check: Check, emulated_runs: set[str]) -> Check:
                  f"build is checked under emulation): {check.detail}", kind=check.kind)
 
 
-def _memory_facts(ctx, board):
+def _memory_facts(ctx, board, emu_data: dict | None):
     """Flash and RAM facts for one board (see ``tinyshare.pipeline.report.memory``)."""
     from tinyshare.pipeline.report.memory import MemoryFacts, arena_dict, linux_ram
 
     v = ctx.validation
     tfl, stripped = ctx.infos["tflite_int8"], ctx.infos["tflite_int8_stripped"]
     names_bytes = tfl.file_bytes - stripped.file_bytes
-    strip = bool(getattr(board, "strip_tensor_names", False))
+    strip = board.strip_tensor_names
     model = stripped if strip else tfl
     code = ctx.runtime_code(board)
-    emu = v.emulation.get(board.name)
-    emu_data = _emulated(board, v, v.float_pytorch_accuracy, ctx.cfg.validation)[1] if emu else None
     arena = None
     vela = v.vela.get(board.name)
     if vela is not None:
@@ -154,12 +152,20 @@ def _memory_facts(ctx, board):
         weights_bytes=model.stored_weight_bytes,
         weights_method="measured: read back from the file (int8 weights + int32 biases, each "
                        "stored tensor once)", tensor_names_bytes=names_bytes,
-        names_stripped=strip, runtime_code_bytes=code.total_bytes if code else None,
-        runtime_code_method=code.method if code else "unknown: no estimate for these runtimes",
-        runtime_code_per_kernel_bytes=dict(code.per_kernel_bytes) if code else {},
-        runtime_code_detail=code.detail if code else "",
+        names_stripped=strip, **_code_fields(code),
         ram_needed_bytes=ram_need, ram_method=ram_method, arena=arena, peak_rss_bytes=rss,
         activation_bytes=ctx.arena_estimate.planned_bytes)
+
+
+def _code_fields(code, caveat: str = "") -> dict:
+    """``MemoryFacts``' runtime-code fields from a ``RuntimeCode`` (or None: unknown)."""
+    if code is None:
+        return {"runtime_code_bytes": None, "runtime_code_per_kernel_bytes": {},
+                "runtime_code_method": "unknown: no estimate for these runtimes",
+                "runtime_code_detail": ""}
+    return {"runtime_code_bytes": code.total_bytes, "runtime_code_method": code.method + caveat,
+            "runtime_code_per_kernel_bytes": dict(code.per_kernel_bytes),
+            "runtime_code_detail": code.detail}
 
 
 def _vela_memory_facts(ctx, vela, code, names_bytes: int, strip: bool):
@@ -177,11 +183,7 @@ def _vela_memory_facts(ctx, vela, code, names_bytes: int, strip: bool):
                           vela.optimized_model_bytes),
         weights_method="Vela's flash figure: encoded weights and the NPU command stream",
         tensor_names_bytes=names_bytes, names_stripped=strip,
-        runtime_code_bytes=code.total_bytes if code else None,
-        runtime_code_method=(code.method + "; the Ethos-U driver's code is not included")
-        if code else "unknown: no estimate for these runtimes",
-        runtime_code_per_kernel_bytes=dict(code.per_kernel_bytes) if code else {},
-        runtime_code_detail=code.detail if code else "",
+        **_code_fields(code, "; the Ethos-U driver's code is not included"),
         ram_needed_bytes=vela.sram_bytes + persistent,
         ram_method=(f"Vela's total SRAM for the NPU's tensors ({vela.sram_bytes:,} B, Vela's "
                     f"figure) + estimate of TFLM's persistent allocations for the optimized "
@@ -212,12 +214,12 @@ def build_board_report(ctx, board) -> BoardReport:
     v = ctx.validation
     vcfg = ctx.cfg.validation
     float_acc = v.float_pytorch_accuracy
-    facts = _memory_facts(ctx, board)
+    emu_checks, emu_data = _emulated(board, v, float_acc, vcfg)
+    facts = _memory_facts(ctx, board, emu_data)
     fp, footprint = assess_board(board, facts)
     checks = _budget_checks(fp, board)
     rt_checks, runs, rows = _runtime_checks(board, v, float_acc, vcfg)
     checks += rt_checks
-    emu_checks, emu_data = _emulated(board, v, float_acc, vcfg)
     checks += emu_checks
     checks.append(ctx.sharing_check)
     checks.append(_op_support(board, ctx.infos))

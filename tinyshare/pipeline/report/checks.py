@@ -22,7 +22,7 @@ class Check:
     name: str
     status: str
     detail: str
-    kind: str = "export"
+    kind: str
     budget: str | None = None
     need_bytes: int | None = None
     have_bytes: int | None = None

@@ -12,6 +12,7 @@ import re
 from html import escape
 
 from tinyshare.pipeline.report import plots
+from tinyshare.pipeline.report.markdown_table import bytes_text as _b
 
 __all__ = ["run_html"]
 
@@ -50,10 +51,6 @@ details summary{cursor:pointer;color:#1f6fb4;margin:6px 0}
 
 def _e(value: object) -> str:
     return escape(str(value), quote=True)
-
-
-def _b(n: int | None) -> str:
-    return "n/a" if n is None else f"{n:,} B"
 
 
 def _pct(x: float | None) -> str:
@@ -161,8 +158,11 @@ def _boards_section(boards: list[dict]) -> str:
                     "worst int8 top-1", "worst max |diff| vs reference", "TFLM arena"],
                    _board_rows(boards), "boards")
     return ("<h2>Boards</h2>" + table + '<p class="note">Budgets are each board\'s flash and '
-            "RAM less its reserved bytes. Top-1 on the test split; |diff| in LSB of the int8 "
-            "output against the reference runtime.</p>")
+            "RAM less its reserved bytes. Flash needed includes the runtime code, an estimate "
+            "(method in each board's report); RAM needed is measured (TFLM arena; peak RSS of "
+            "emulated Linux guests) or, where the board's report says so, an estimate. Top-1 "
+            "on the test split; |diff| in LSB of the int8 output against the reference runtime."
+            "</p>")
 
 
 def _violation(v: dict) -> str:
@@ -238,8 +238,9 @@ def _layer_rows(rows: list[dict], vela_rows: dict[int, dict] | None) -> list[lis
         if vela_rows is not None:
             v = vela_rows.get(r["index"])
             cells += (["–"] * 4 if v is None else
-                      [_e(v["placement"]), f"{v['cycles']:,}", f"{v['sram_bytes']:,}",
-                       f"{v['utilisation_percent']:.1f}"])
+                      [_e(v["placement"]), f"{v['cycles']:,}", f"{v['staging_sram_bytes']:,}",
+                       "–" if v["utilisation_percent"] is None
+                       else f"{v['utilisation_percent']:.1f}"])
         out.append(cells)
     return out
 
@@ -250,7 +251,8 @@ def _layer_table(table: dict, vela_board: dict | None) -> str:
               "activation bytes", "live (ops)"]
     vela_rows = None
     if vela_board is not None:
-        header += ["Vela's estimate: placement", "cycles", "SRAM bytes", "util. %"]
+        header += ["Vela: placement", "cycles (Vela's estimate)", "staging SRAM bytes (Vela)",
+                   "MAC util. % (Vela's estimate)"]
         rows = _get(vela_board, "per_layer", "tflite_int8", "rows") or []
         vela_rows = {r["index"]: r["vela"] for r in rows if r.get("vela")}
     t = table["totals"]
@@ -290,8 +292,8 @@ def _vela_section(boards: list[dict]) -> str:
                 ["command", f"<code>{_e(v['command'])}</code>"],
                 ["accelerator / system / memory mode",
                  _e(f"{v['accelerator_config']} / {v['system_config']} / {v['memory_mode']}")],
-                ["SRAM (Vela's estimate)", _e(_b(v["sram_bytes"]))],
-                ["off-chip flash (Vela's estimate)", _e(_b(v["offchip_flash_bytes"]))],
+                ["total SRAM (Vela's plan)", _e(_b(v["sram_bytes"]))],
+                ["off-chip flash (Vela's plan)", _e(_b(v["offchip_flash_bytes"]))],
                 ["ops on the NPU / CPU", f"{v['npu_ops']} / {len(v['cpu_ops'])}"],
                 ["total cycles (Vela's estimate)", f"{v['total_cycles']:,}"],
                 ["inference time (Vela's estimate)",

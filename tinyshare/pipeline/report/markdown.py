@@ -110,7 +110,7 @@ def board_markdown(r: dict) -> str:
         "",
     ]
     lines += violations_section(r)
-    lines += flash_section(fp)
+    lines += flash_section(r)
     lines += ram_section(fp)
     lines += [f"- {n}" for n in fp["notes"]]
     lines += vela_section(r.get("vela"))
@@ -195,6 +195,10 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
         _table(["board", "verdict", "runtimes", "worst int8 top-1",
                 "worst max abs diff vs reference (LSB)",
                 "flash needed", "flash headroom", "RAM needed", "RAM headroom"], rows),
+        "",
+        "Flash needed includes the runtime code, an estimate; RAM needed is measured (TFLM "
+        "arena; peak RSS of emulated Linux guests) or, where a board's report says so, an "
+        "estimate. Each board's report gives every figure's method.",
         "",
         "All runs are host runs of each runtime; no number here is a device latency.",
         "",

@@ -32,8 +32,11 @@ def violations_section(r: dict) -> list[str]:
     return ["## Violations", "", _table(["kind", "check", "need / have", "detail"], rows), ""]
 
 
-def flash_section(fp: dict) -> list[str]:
-    f = fp["flash"]
+def flash_section(r: dict) -> list[str]:
+    """The flash breakdown of one board report ``r``: parts, budget, stripping, kernels."""
+    f = r["footprint"]["flash"]
+    stripped_ok = all(c["status"] != "FAIL" for c in r["checks"]
+                      if c["name"] == "model without tensor names")
     code = (_b(f["runtime_code_bytes"]) + " (estimate)" if f["runtime_code_bytes"] is not None
             else "unknown")
     rows = [
@@ -49,7 +52,9 @@ def flash_section(fp: dict) -> list[str]:
         ["headroom", _b(f["headroom_bytes"]), ""],
     ]
     strip = (f"The board flashes the file without tensor names, which saves "
-             f"{_b(f['tensor_names_bytes'])} (TFLM outputs checked identical)."
+             f"{_b(f['tensor_names_bytes'])} "
+             + ("(TFLM outputs checked identical)." if stripped_ok else
+                "**but its TFLM outputs differ from the named file's: see the checks**.")
              if f["names_stripped"] else
              f"Stripping tensor names would save {_b(f['tensor_names_bytes'])}; this board "
              "profile keeps them (`strip_tensor_names = false`).")
@@ -64,6 +69,8 @@ def flash_section(fp: dict) -> list[str]:
 
 
 def ram_section(fp: dict) -> list[str]:
+    """The RAM breakdown of one board's ``footprint``, with the TFLM arena measured against
+    our estimate."""
     m = fp["ram"]
     rows = [["**needed**", f"**{_b(m['needed_bytes'])}**", m["method"]],
             ["budget (RAM - reserved)", _b(m["budget_bytes"]),
@@ -99,11 +106,12 @@ def ram_section(fp: dict) -> list[str]:
 
 
 def vela_section(vela: dict | None) -> list[str]:
+    """Vela's figures for an Ethos-U board (nothing for other boards)."""
     if not vela:
         return []
     cpu = vela["cpu_ops"]
-    rows = [["total SRAM", _b(vela["sram_bytes"])],
-            ["off-chip flash", _b(vela["offchip_flash_bytes"])],
+    rows = [["total SRAM (Vela's plan)", _b(vela["sram_bytes"])],
+            ["off-chip flash (Vela's plan)", _b(vela["offchip_flash_bytes"])],
             ["ops on the NPU / CPU", f"{vela['npu_ops']} / {len(cpu)}"],
             ["NPU cycles (Vela's estimate)", f"{vela['total_cycles']:,}"],
             ["inference time (Vela's estimate)",
@@ -120,11 +128,12 @@ def vela_section(vela: dict | None) -> list[str]:
 
 
 def per_layer_section(per_layer: dict, with_vela: bool) -> list[str]:
+    """The per-layer table of the int8 .tflite, with Vela's columns on Ethos-U boards."""
     t = per_layer["tflite_int8"]
     header = ["#", "op", "v", "output", "input shapes", "output shapes", "MACs", "params",
               "weight bytes", "activation bytes", "live (ops)"]
     if with_vela:
-        header += ["Vela: on", "cycles", "SRAM"]
+        header += ["Vela: on", "cycles (Vela's estimate)", "staging SRAM (Vela)"]
     rows = []
     for row in t["rows"]:
         shared = "".join(f" (shares {s['storage']}, counted at op {s['first_op']})"
@@ -138,7 +147,8 @@ def per_layer_section(per_layer: dict, with_vela: bool) -> list[str]:
         if with_vela:
             v = row.get("vela") or {}
             cells += [v.get("placement", ""), f"{v['cycles']:,}" if v.get("cycles") else "",
-                      _b(v["sram_bytes"]) if v.get("sram_bytes") is not None else ""]
+                      _b(v["staging_sram_bytes"]) if v.get("staging_sram_bytes") is not None
+                      else ""]
         rows.append(cells)
     tot = t["totals"]
     return [

@@ -1,7 +1,8 @@
 """One board's flash and RAM breakdown: what goes in, how each figure was obtained.
 
 Every figure carries its method. Measured: file sizes, the TFLM arena (binary search on the
-host build), peak RSS under qemu-user, Vela's SRAM and flash figures (Vela's own numbers).
+host build), peak RSS under qemu-user. Vela's SRAM and flash figures are Vela's own plan
+for the compiled model, labelled as Vela's.
 Estimated, and labelled so: runtime code size, our offline arena estimate, Linux RAM when
 nothing was emulated.
 """
@@ -24,8 +25,9 @@ class MemoryFacts:
         weights_method: how ``weights_bytes`` was obtained.
         tensor_names_bytes: bytes saved by stripping tensor names (original - stripped).
         names_stripped: the board flashes the file without tensor names.
-        runtime_code_bytes / runtime_code_method / runtime_code_per_kernel_bytes: the
-            runtime's code size estimate, or None with the reason in the method.
+        runtime_code_bytes / runtime_code_method / runtime_code_per_kernel_bytes /
+            runtime_code_detail: the runtime's code size estimate (None with the reason in
+            the method when there is none), per part, and its full method.
         ram_needed_bytes / ram_method: the RAM need and how it was obtained.
         arena: the TFLM arena dict (measured + estimate), or None.
         peak_rss_bytes: largest guest peak RSS under emulation, or None.

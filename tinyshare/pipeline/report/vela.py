@@ -54,9 +54,9 @@ def fold_per_layer(per_layer: dict, rep) -> dict:
         row["vela"] = {
             "placement": "CPU" if row["index"] in cpu else "NPU",
             "cycles": sum(la.cycles for la in layers),
-            "sram_bytes": max((la.staging_sram_bytes for la in layers), default=0),
+            "staging_sram_bytes": max((la.staging_sram_bytes for la in layers), default=0),
             "macs": sum(la.macs for la in layers),
-            "utilisation_percent": max(utils) if utils else 0.0,
+            "utilisation_percent": max(utils) if utils else None,
             "elided": row["index"] in rep.elided_ops,
         }
     return out

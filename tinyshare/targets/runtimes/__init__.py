@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the lazy names below, for type checkers
+    # ruff: noqa: F401
     from tinyshare.targets.runtimes.base import RuntimeOutputs, dequantize, quantize_input
     from tinyshare.targets.runtimes.litert import TensorQuantParams, run_litert, tensor_quant_params
     from tinyshare.targets.runtimes.onnxruntime import level_finding, run_onnx_both_levels, run_onnxruntime
