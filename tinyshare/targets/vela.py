@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tinyshare.errors import ModelFileError, RuntimeUnavailableError
+from tinyshare.targets._proc import last_lines
 from tinyshare.targets.vela_outputs import (  # VelaCpuOp, VelaLayer: re-exported
     VelaCpuOp,
     VelaFiles,
@@ -235,11 +236,7 @@ def _run(command: list[str], model: Path, timeout_s: float, cwd: Path) -> subpro
             how = f"killed by signal {-proc.returncode}"
     else:
         how = f"exit {proc.returncode}"
-    last = _last_line(proc.stderr) or _last_line(proc.stdout) or "no output"
+    last = last_lines(proc.stderr, 1) or last_lines(proc.stdout, 1) or "no output"
     raise RuntimeUnavailableError(f"vela failed on {model} ({how}): {last}")
 
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tinyshare.errors import RuntimeUnavailableError
-from tinyshare.targets.emulation._proc import find_tool, last_lines, run
+from tinyshare.targets._proc import find_tool, last_lines, run
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tinyshare.errors import RuntimeUnavailableError
-from tinyshare.targets.emulation._proc import first_line, run
+from tinyshare.targets._proc import first_line, run
 from tinyshare.targets.emulation.apt import PrivateApt, sha256_file
 from tinyshare.targets.emulation.cpuinfo import CORES, cpuinfo_text
 from tinyshare.targets.emulation.debs import extract_deb

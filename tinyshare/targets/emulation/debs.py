@@ -27,7 +27,7 @@ import tarfile
 from pathlib import Path
 
 from tinyshare.errors import RuntimeUnavailableError
-from tinyshare.targets.emulation._proc import find_tool, run
+from tinyshare.targets._proc import find_tool, run
 
 EXTRACT_TIMEOUT_S = 120
 

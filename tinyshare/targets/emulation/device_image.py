@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinyshare.errors import BoardError, RuntimeUnavailableError
-from tinyshare.targets.emulation._proc import last_lines
+from tinyshare.targets._proc import last_lines
 from tinyshare.targets.emulation.cpuinfo import qemu_cpu
 from tinyshare.targets.emulation.spec import ImageSpec
 

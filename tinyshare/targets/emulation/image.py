@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tinyshare.errors import RuntimeUnavailableError
-from tinyshare.targets.emulation._proc import find_tool
+from tinyshare.targets._proc import find_tool
 from tinyshare.targets.emulation.build import MANIFEST_FORMAT, build_image
 from tinyshare.targets.emulation.cpuinfo import cpuinfo_text, qemu_cpu
 from tinyshare.targets.emulation.device_image import COMPLETE, DeviceImage, qemu_cpu_models

@@ -47,7 +47,7 @@ from types import MappingProxyType
 import numpy as np
 
 from tinyshare.errors import DataError, ModelFileError, RuntimeUnavailableError
-from tinyshare.targets.emulation._proc import last_lines
+from tinyshare.targets._proc import last_lines
 from tinyshare.targets.runtimes.base import RuntimeOutputs, as_samples
 
 __all__ = [

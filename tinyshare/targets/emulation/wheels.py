@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyshare.targets.emulation._proc import run
+from tinyshare.targets._proc import run
 from tinyshare.targets.emulation.apt import sha256_file
 from tinyshare.targets.emulation.spec import WheelSet
 

@@ -1,4 +1,4 @@
-"""Run the image build's host tools: argument lists, a timeout each, one-line errors."""
+"""Run host tools (image builds, Vela): argument lists, a timeout each, one-line errors."""
 
 from __future__ import annotations
 
