@@ -153,7 +153,8 @@ def _quiet_torch_logs(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit code: 0 ok, 2 bad input (one line on stderr),
-    ``STRICT_FAIL_EXIT`` (1) when ``run --strict`` finds a board FAIL, 130 on Ctrl-C."""
+    ``STRICT_FAIL_EXIT`` (1) when ``run --strict`` finds a board FAIL, 3 when a report does
+    not match its schema (a tinyshare bug), 130 on Ctrl-C."""
     from rich.console import Console
 
     args = _parser().parse_args(argv)

@@ -50,4 +50,9 @@ class ExportError(TinyshareError):
 
 
 class ReportError(TinyshareError):
-    """A report (``report.json``) does not match its JSON Schema, or cannot be rendered."""
+    """A report (``report.json``) does not match its JSON Schema, or cannot be rendered.
+
+    A report is built by tinyshare, so this is a tinyshare bug, not bad input: exit code 3.
+    """
+
+    exit_code = 3
