@@ -215,3 +215,16 @@ def test_deploy_folder_runs_on_its_runtime(tiny_run, board, tmp_path):
         # Class picks match the host reference (ties in int8 can flip argmax only when the
         # top two outputs are within 1 LSB).
         assert sum(g == r for g, r in zip(got, ref.argmax(1))) >= 7
+
+
+def test_per_layer_tables_cover_every_file_and_agree_on_macs(tiny_run):
+    """The same model in six files: MACs agree, and each table's weight bytes are what the
+    file stores (shared tensors once)."""
+    r = json.loads((tiny_run.run_dir / "boards" / "stm32f746g-disco" / "report.json").read_text())
+    tables = r["per_layer"]
+    assert set(tables) == {"tflite_int8", "onnx_int8", "tflite_float", "onnx_float",
+                           "twin_tflite_int8", "twin_onnx_int8"}
+    assert len({t["totals"]["macs"] for t in tables.values()}) == 1
+    assert tables["tflite_int8"]["totals"]["macs"] > 0
+    for key, t in tables.items():
+        assert t["totals"]["weight_bytes"] == r["storage"][key]["stored_weight_bytes"], key

@@ -68,10 +68,13 @@ def sharing_check(infos: dict, n_unique_weights: int) -> Check:
 
 
 def _per_layer(infos: dict) -> dict:
-    """The report's ``per_layer``: both int8 files; ``vela`` is filled on Ethos-U boards."""
+    """The report's ``per_layer``: every exported file (int8 and float, the twin's int8);
+    ``vela`` is filled on Ethos-U boards (``tflite_int8`` rows)."""
     from tinyshare.export.layer_table import layer_table
 
-    tables = {k: layer_table(infos[k]).as_dict() for k in ("tflite_int8", "onnx_int8")}
+    keys = ("tflite_int8", "onnx_int8", "tflite_float", "onnx_float", "twin_tflite_int8",
+            "twin_onnx_int8")
+    tables = {k: layer_table(infos[k]).as_dict() for k in keys}
     for table in tables.values():
         for row in table["rows"]:
             row["vela"] = None
