@@ -3,6 +3,7 @@
     tinyshare run CONFIG [--until STAGE] [--board NAME ...] [--set key=value ...]
     tinyshare boards list
     tinyshare boards show NAME
+    tinyshare inspect MODEL [--json]
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("name", help="a board name or a path to a board .toml")
     su = bsub.add_parser("setup", help="build (or check) a Linux board's device image")
     su.add_argument("name", help="a Linux board name or a path to a board .toml")
+    i = sub.add_parser("inspect", help="print the sharing report of any .tflite / .onnx file")
+    i.add_argument("model", help="a .tflite or .onnx file")
+    i.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -117,6 +121,55 @@ def _cmd_boards(args, console) -> int:
     return 0
 
 
+def _cmd_inspect(args, console) -> int:
+    from tinyshare.export.sharing_report import sharing_report
+
+    report = sharing_report(args.model)
+    if args.json:
+        import json
+
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        _print_sharing_report(report, console)
+    return 0
+
+
+def _print_sharing_report(report, console) -> None:
+    """Print a ``SharingReport``: totals, then the sharing groups and expanded copies."""
+    from rich.table import Table
+
+    def label(storage: str) -> str:
+        return f"buffer {storage}" if report.format == "tflite" else storage
+
+    console.print(f"{report.path} ({report.format}): {report.file_bytes:,} bytes; "
+                  f"stored weights {report.stored_weight_bytes:,} bytes in "
+                  f"{report.stored_weight_tensors} tensors", soft_wrap=True)
+    console.print(f"Parameters: {report.unique_params:,} unique, "
+                  f"{report.params_as_used:,} as used", soft_wrap=True)
+    if report.groups:
+        groups = Table(title=f"Sharing groups ({len(report.groups)})", title_justify="left")
+        for col in ("storage", "tensors", "ops reading it", "bytes"):
+            groups.add_column(col, justify="right" if col == "bytes" else "left")
+        for g in report.groups:
+            groups.add_row(label(g.storage), "\n".join(g.tensor_names),
+                           ", ".join(f"{i} {code}" for i, code in g.ops), f"{g.nbytes:,}")
+        console.print(groups)
+    else:
+        console.print("Sharing groups: none (no stored weight is read by more than one op)")
+    if not report.expanded_copies:
+        console.print("Expanded copies: none")
+        return
+    copies = Table(title=f"Expanded copies ({len(report.expanded_copies)}): "
+                   f"{report.expanded_saved_bytes:,} bytes to save", title_justify="left")
+    for col in ("tensor", "storage", "shape", "repeats", "how", "bytes", "once", "saved"):
+        copies.add_column(col, justify="right" if col in ("bytes", "once", "saved") else "left")
+    for c in report.expanded_copies:
+        copies.add_row(c.tensor, label(c.storage), f"{list(c.shape)} {c.dtype}",
+                       str(list(c.smaller_shape)), c.how, f"{c.stored_bytes:,}",
+                       f"{c.once_bytes:,}", f"{c.saved_bytes:,}")
+    console.print(copies)
+
+
 _NOISY_LOGGERS = ("torch", "torchao", "root", "absl", "litert_torch", "onnxscript", "jax")
 
 
@@ -166,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args, console)
+        if args.command == "inspect":
+            return _cmd_inspect(args, console)
         return _cmd_boards(args, console)
     except TinyshareError as e:
         print(f"tinyshare: error: {e}", file=sys.stderr)

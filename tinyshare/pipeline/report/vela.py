@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import shlex
+from pathlib import Path
 
 from tinyshare.pipeline.report.checks import Check
 
@@ -14,7 +15,7 @@ VELA_LABEL = "Vela's estimate, not a measurement"
 def vela_dict(rep, run_root) -> dict:
     """The report's ``vela`` entry from a ``tinyshare.targets.vela.VelaReport``; paths in
     the command are relative to the run folder ``run_root``, where it reruns as written."""
-    prefix = f"{run_root}/"
+    prefix = f"{Path(run_root).absolute()}/"
     command = shlex.join(part.replace(prefix, "") for part in rep.command)
     return {
         "vela_version": rep.vela_version, "command": command,
