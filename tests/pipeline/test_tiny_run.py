@@ -170,6 +170,10 @@ def test_verdict_follows_the_checks(tiny_run):
         if r["vela"] is not None:  # Ethos-U: Vela's SRAM + TFLM's persistent estimate
             assert fp["ram_needed_bytes"] > r["vela"]["sram_bytes"] > 0
             assert flash["model_file_bytes"] == r["vela"]["optimized_model_bytes"]
+            # the command reruns from the run folder: its model path is relative and exists
+            cmd = r["vela"]["command"].split()
+            model = next(c for c in cmd if c.endswith(".tflite"))
+            assert not model.startswith("/") and (tiny_run.run_dir / model).is_file()
             rows = r["per_layer"]["tflite_int8"]["rows"]
             # every op of the int8 digits model is NPU-supported; Vela folds RESHAPEs away
             assert [row["vela"]["placement"] for row in rows] == ["NPU"] * len(rows)

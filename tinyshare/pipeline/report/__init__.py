@@ -44,6 +44,7 @@ class _Context:
     provenance: dict
     per_layer: dict  # the report's per_layer entry (plain data, see the JSON Schema)
     arena_estimate: ArenaEstimate  # of the int8 .tflite
+    twin_arena_estimate: ArenaEstimate  # of the twin's int8 .tflite
     runtime_code: Callable[[BoardProfile], RuntimeCode | None]
     root: Path  # the run folder being written (paths in commands are made relative to it)
 
@@ -133,6 +134,7 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         },
         per_layer=_per_layer(infos),
         arena_estimate=estimate_tflm_arena(infos["tflite_int8"]),
+        twin_arena_estimate=estimate_tflm_arena(infos["twin_tflite_int8"]),
         runtime_code=lambda board: runtime_code_for(board, infos["tflite_int8"],
                                                     _image_root(validation, board.name)),
         root=root,

@@ -141,7 +141,7 @@ def _memory_facts(ctx, board, emu_data: dict | None):
     if vela is not None:
         return _vela_memory_facts(ctx, vela, code, names_bytes, strip)
     if board.os == "baremetal":
-        arena = arena_dict(v.arena, ctx.arena_estimate, v.twin_arena)
+        arena = arena_dict(v.arena, ctx.arena_estimate, v.twin_arena, ctx.twin_arena_estimate)
         ram_need, ram_method, rss = v.arena.arena_bytes, (
             "measured: TFLM tensor arena, smallest size that allocates and invokes (binary "
             f"search, verified by a run at exactly that size); {v.arena.note}"), None
@@ -188,7 +188,8 @@ def _vela_memory_facts(ctx, vela, code, names_bytes: int, strip: bool):
         ram_method=(f"Vela's total SRAM for the NPU's tensors ({vela.sram_bytes:,} B, Vela's "
                     f"figure) + estimate of TFLM's persistent allocations for the optimized "
                     f"graph ({persistent:,} B, 64-bit host build struct sizes)"),
-        arena=arena_dict(v.arena, ctx.arena_estimate, v.twin_arena), peak_rss_bytes=None,
+        arena=arena_dict(v.arena, ctx.arena_estimate, v.twin_arena, ctx.twin_arena_estimate),
+        peak_rss_bytes=None,
         activation_bytes=ctx.arena_estimate.planned_bytes)
 
 

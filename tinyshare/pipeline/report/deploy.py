@@ -114,7 +114,10 @@ def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, inp
         "", "The int8 model quantizes its input with scale "
         f"{quantized.input_scale!r} and zero point {quantized.input_zero_point}; the "
         f"output has scale {quantized.output_scale!r} and zero point "
-        f"{quantized.output_zero_point}. The .tflite takes NHWC, the .onnx NCHW.", "",
+        f"{quantized.output_zero_point}. "
+        + ("The .tflite takes NHWC, the .onnx NCHW." if any(
+            RUNTIMES.get(rt).model_format == "onnx" for rt in board.runtimes)
+           else "The .tflite takes NHWC input."), "",
         "The board's report is `report.md` / `report.json` in this folder.", "",
     ]
     atomic_write_text(out / "README.md", "\n".join(lines))

@@ -238,7 +238,8 @@ def _layer_rows(rows: list[dict], vela_rows: dict[int, dict] | None) -> list[lis
         if vela_rows is not None:
             v = vela_rows.get(r["index"])
             cells += (["–"] * 4 if v is None else
-                      [_e(v["placement"]), f"{v['cycles']:,}", f"{v['staging_sram_bytes']:,}",
+                      [_e(v["placement"] + (" (folded)" if v.get("elided") else "")),
+                       f"{v['cycles']:,}", f"{v['staging_sram_bytes']:,}",
                        "–" if v["utilisation_percent"] is None
                        else f"{v['utilisation_percent']:.1f}"])
         out.append(cells)

@@ -96,6 +96,8 @@ def ram_section(fp: dict) -> list[str]:
                 ["difference", f"{a['difference_bytes']:+,} B ({a['difference_percent']:+.2f} %)",
                  "estimate - measured"],
                 ["unshared twin, measured", _b(a["twin_measured_bytes"]), ""],
+                ["unshared twin, estimate", _b(a["twin_estimate_bytes"]),
+                 f"{a['twin_estimate_bytes'] - a['twin_measured_bytes']:+,} B against measured"],
             ]), ""]
         planner = a["planner_reported_bytes"]
         if planner is not None and planner != a["measured_bytes"]:
@@ -146,7 +148,7 @@ def per_layer_section(per_layer: dict, with_vela: bool) -> list[str]:
                  "" if row["lifetime"] is None else f"{row['lifetime'][0]}–{row['lifetime'][1]}"]
         if with_vela:
             v = row.get("vela") or {}
-            cells += [v.get("placement", ""), f"{v['cycles']:,}" if v.get("cycles") else "",
+            cells += [v.get("placement", "") + (" (folded)" if v.get("elided") else ""), f"{v['cycles']:,}" if v.get("cycles") else "",
                       _b(v["staging_sram_bytes"]) if v.get("staging_sram_bytes") is not None
                       else ""]
         rows.append(cells)
@@ -154,7 +156,10 @@ def per_layer_section(per_layer: dict, with_vela: bool) -> list[str]:
     return [
         f"## Per-layer table (`{t['file']}`, graph order)", "",
         "Weight bytes are attributed once, to the first op that reads a stored tensor; later "
-        "readers of a shared tensor name it. Shapes are NHWC as stored.", "",
+        "readers of a shared tensor name it. Parameters are the stored elements of this file "
+        "(int32 biases are stored once per call site, so they can exceed the PyTorch model's "
+        "unique parameters). Shapes are NHWC as stored. An op Vela folds away shows "
+        "\"NPU (folded)\".", "",
         _table(header, rows), "",
         f"Totals: {tot['macs']:,} MACs, {tot['unique_params']:,} unique parameters, "
         f"{_b(tot['weight_bytes'])} stored weights, peak live activations "

@@ -94,13 +94,14 @@ def assess_board(board, facts: MemoryFacts) -> tuple[Footprint, dict]:
     return fp, data
 
 
-def arena_dict(measured, estimate, twin_measured) -> dict:
+def arena_dict(measured, estimate, twin_measured, twin_estimate) -> dict:
     """The report's ``footprint.ram.arena``: measured TFLM arena against our estimate.
 
     Args:
         measured: ``ArenaMeasurement`` (smallest working arena, host build).
         estimate: ``ArenaEstimate`` from ``tinyshare.targets.arena_plan``.
         twin_measured: the unshared twin's ``ArenaMeasurement``.
+        twin_estimate: the unshared twin's ``ArenaEstimate``.
     """
     diff = estimate.estimate_bytes - measured.arena_bytes
     return {
@@ -118,6 +119,7 @@ def arena_dict(measured, estimate, twin_measured) -> dict:
         "build": "64-bit host build of tflite-micro (Python package); a 32-bit Cortex-M "
                  "build uses smaller structs",
         "twin_measured_bytes": twin_measured.arena_bytes,
+        "twin_estimate_bytes": twin_estimate.estimate_bytes,
     }
 
 
