@@ -83,3 +83,43 @@ def test_training_form_is_refused_before_export():
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="training form"):
         quantize_ptq(AllShared().eval(), rng.random((2, 3, 8, 8), dtype=np.float32))
+
+
+class StridedDepthwise(nn.Module):
+    """(N, 4, 8, 8) → (N, 3): a stride-2 shared depthwise conv with bias (the reshape
+    deploy form), as MobileNet's downsampling blocks use it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dw = SharedDepthwiseConv2d(4, 3, stride=2, padding=1, activation="relu")
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dw(x).flatten(1))
+
+
+def test_stride2_shared_depthwise_with_bias_exports_to_both_formats(tmp_path):
+    """The reshape deploy form adds its bias without a view of the parameter, so the int8
+    ONNX pass finds it; both files store the filter once and agree within 1 LSB."""
+    from tinyshare.targets.agreement import compare
+    from tinyshare.targets.runtimes.litert import run_litert
+    from tinyshare.targets.runtimes.onnxruntime import run_onnxruntime
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    model = switch_to_deploy(StridedDepthwise()).eval()
+    qm = quantize_ptq(model, rng.random((32, 4, 8, 8), dtype=np.float32))
+    tfl = export_tflite_int8(qm, tmp_path / "m.tflite")
+    onnx = export_onnx_int8(qm, tmp_path / "m.onnx")
+    for path in (tfl, onnx):
+        info = inspect_model(path)
+        filters = [t for t in info.weight_tensors if t.dtype == "int8" and t.shape is not None
+                   and int(np.prod(t.shape)) == 9]
+        assert len(filters) == 1, path  # one 3x3 filter for all 4 channels
+    x = rng.random((20, 4, 8, 8), dtype=np.float32)
+    ref = run_litert(tfl, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    ort = run_onnxruntime(onnx, x, optimization="disable")
+    assert compare(ref, ort, tolerance_lsb=1).within_tolerance
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    assert np.abs(ref.dequantized - want).max() <= 4 * qm.output_scale + 0.05 * np.abs(want).max()

@@ -162,7 +162,9 @@ class SharedDepthwiseConv2d(_SharedConvBase):
         )  # (N·C, 1, H', W')
         y = y.reshape(n, c, y.shape[-2], y.shape[-1])
         if self.bias is not None:
-            y = y + self.bias.view(1, c, 1, 1)
+            # Added on the channel-last axis with the parameter itself (no view of it), so
+            # the int8 exporters find the bias as the parameter, stored once.
+            y = (y.permute(0, 2, 3, 1) + self.bias).permute(0, 3, 1, 2)
         return self._act(y)
 
     def _forward_dilated_nhwc(self, x: torch.Tensor) -> torch.Tensor:
