@@ -30,8 +30,8 @@ def _sharing_section(model: dict, storage: dict) -> list[str]:
         "## Weight sharing",
         "",
         f"Unique parameters (float elements): **{model['unique_params']:,}** shared vs "
-        f"**{model['twin_params']:,}** in the unshared twin (same topology, independent "
-        "weights, trained on its own).",
+        f"**{model['twin_params']:,}** as used, which is what the unshared twin (same "
+        "topology, independent weights, trained on its own) stores.",
         f"Stored weight bytes saved by sharing in the int8 files: TFLite {_b(saved['tflite'])}, "
         f"ONNX {_b(saved['onnx'])}.",
         "",
