@@ -3,11 +3,9 @@ headless Chromium."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -15,15 +13,8 @@ from tinyshare.pipeline.report import plots
 from tinyshare.pipeline.report.html import run_html
 
 
-def _load_fixtures():
-    path = Path(__file__).with_name("report_fixtures.py")
-    spec = importlib.util.spec_from_file_location("tinyshare_test_report_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import report_fixtures as fx  # noqa: E402  (registered by conftest.py)
 
-
-fx = _load_fixtures()
 EVIL = '<script>alert("x")</script>'
 
 

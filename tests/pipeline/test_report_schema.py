@@ -3,25 +3,15 @@ with the JSON path and what was expected in the message."""
 
 from __future__ import annotations
 
-import importlib.util
 from importlib import resources
-from pathlib import Path
 
 import pytest
 
 from tinyshare.errors import ReportError, TinyshareError
 from tinyshare.pipeline.report.schema import report_schema, validate_report
 
+import report_fixtures as fx  # noqa: E402  (registered by conftest.py)
 
-def _load_fixtures():
-    path = Path(__file__).with_name("report_fixtures.py")
-    spec = importlib.util.spec_from_file_location("tinyshare_test_report_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fx = _load_fixtures()
 KINDS = ["tflm", "linux", "ethosu"]
 
 
