@@ -156,4 +156,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     try:
         return RunConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_error(str(p), e)) from None
+        field = ".".join(str(part) for part in e.errors()[0]["loc"])
+        given = [o for o in overrides or [] if o.partition("=")[0].strip() == field]
+        raise ConfigError(_format_error(f"--set {given[-1]!r}" if given else str(p), e)) from None

@@ -67,9 +67,9 @@ def test_wrongly_typed_value(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override,needle", [
-    ("train.epochs=abc", "train.epochs"),
+    ("train.epochs=abc", "--set 'train.epochs=abc': field 'train.epochs'"),
     ("train.nope=1", "unknown key 'train.nope'"),
-    ("quantize.per_channel=maybe", "quantize.per_channel"),
+    ("quantize.per_channel=maybe", "--set 'quantize.per_channel=maybe'"),
     ("epochs", "expected key=value"),
 ])
 def test_bad_set_override(tmp_path, capsys, override, needle):
