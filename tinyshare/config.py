@@ -28,6 +28,13 @@ class DataConfig(BaseModel):
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
     val_fraction: float = Field(0.15, gt=0.0, lt=0.5)
     calib_samples: PositiveInt = 256
+    input_hw: list[PositiveInt] | None = Field(
+        None, min_length=2, max_length=2, description="resize every sample to H x W "
+        "(bilinear), e.g. the bundled 8x8 digits to a zoo model's input such as [49, 10] "
+        "or [96, 96]; None keeps the data's size")
+    channels: PositiveInt | None = Field(
+        None, description="channels per sample; 1-channel data is repeated to this many "
+        "(e.g. 3 for a model with RGB input on the grey digits); None keeps the data's channels")
 
 
 class ModelConfig(BaseModel):

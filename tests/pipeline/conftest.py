@@ -1,5 +1,6 @@
-"""Makes ``report_fixtures.py`` (hand-written version-2 board reports) importable as
-``report_fixtures``: pytest runs in importlib mode, so this folder is not a package."""
+"""Makes the helper modules of this folder importable by name: ``report_fixtures``
+(hand-written version-2 board reports) and ``sharing_checks`` (sharing invariants of a
+run). pytest runs in importlib mode, so this folder is not a package."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-if "report_fixtures" not in sys.modules:
-    _spec = importlib.util.spec_from_file_location(
-        "report_fixtures", Path(__file__).with_name("report_fixtures.py"))
-    _module = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-    sys.modules["report_fixtures"] = _module
+for _name in ("report_fixtures", "sharing_checks"):
+    if _name not in sys.modules:
+        _spec = importlib.util.spec_from_file_location(
+            _name, Path(__file__).with_name(f"{_name}.py"))
+        _module = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(_module)
+        sys.modules[_name] = _module

@@ -10,8 +10,9 @@ import pytest
 
 from tinyshare.artifacts import sha256_file
 from tinyshare.export.inspect import inspect_model
-from tinyshare.export.storage import expected_storage
 from tinyshare.pipeline.report.schema import validate_report
+
+import sharing_checks  # noqa: E402  (registered by conftest.py)
 
 BOARDS = ["rpi4b", "stm32f746g-disco", "nano33-ble-sense", "corstone-300-mps3"]
 MODEL_FILES = ["model_int8.tflite", "model_int8.onnx", "model_float.tflite", "model_float.onnx"]
@@ -59,69 +60,17 @@ def test_manifest_hashes_every_file(tiny_run):
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
-def test_stored_weight_bytes_are_exactly_what_sharing_predicts(tiny_run, files, fmt):
-    q = tiny_run.quantized
-    shared = inspect_model(files[f"{fmt}_int8"]).stored_weight_bytes
-    twin = inspect_model(files[f"twin_{fmt}_int8"]).stored_weight_bytes
-    exp_shared = expected_storage(q.shared, fmt).total_bytes
-    exp_twin = expected_storage(q.twin, fmt).total_bytes
-    assert shared == exp_shared
-    assert twin == exp_twin
-    # Sharing saves: the twin stores every reused block and every broadcast filter apart.
-    assert twin - shared == exp_twin - exp_shared > 0
+def test_stored_weight_bytes_are_exactly_what_sharing_predicts(tiny_run, fmt):
+    sharing_checks.check_stored_bytes(tiny_run, fmt)
 
 
 @pytest.mark.parametrize("fmt", ["tflite", "onnx"])
-def test_each_shared_weight_is_stored_once_and_read_at_every_call_site(tiny_run, files, fmt):
-    info = inspect_model(files[f"{fmt}_int8"])
-    weights = tiny_run.quantized.shared.weights
-    int8_stored = [t for t in info.weight_tensors if t.dtype == "int8"]
-    assert len(int8_stored) == len(weights)
-    shared = [w for w in weights if w.call_sites > 1]
-    # One storage group per shared int8 weight, read once per call site.
-    int8_groups = sorted(
-        (g.nbytes, len(g.consumer_ops)) for g in info.sharing_groups
-        if all(info.tensor(n).dtype == "int8" for n in g.tensor_names))
-    assert int8_groups == sorted((w.values.size, w.call_sites) for w in shared)
+def test_each_shared_weight_is_stored_once_and_read_at_every_call_site(tiny_run, fmt):
+    sharing_checks.check_stored_once(tiny_run, fmt)
 
 
-def _sorted_key(values: np.ndarray, scales) -> tuple:
-    return (values.dtype.str, tuple(np.sort(values.ravel()).tolist()),
-            tuple(np.round(np.atleast_1d(np.asarray(scales, dtype=np.float64)), 12).tolist()))
-
-
-def test_onnx_and_tflite_store_the_same_int8_tensors_and_scales(tiny_run, files):
-    """Every int8 weight and int32 bias in the ONNX file is also in the TFLite file, with the
-    same values (layouts differ: OIHW vs OHWI) and the same scales."""
-    import onnx
-    from onnx import numpy_helper
-
-    from tinyshare.targets.runtimes.litert import tensor_quant_params
-
-    model = onnx.load(str(files["onnx_int8"]))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    dq_scale = {n.input[0]: inits[n.input[1]] for n in model.graph.node
-                if n.op_type == "DequantizeLinear" and n.input[0] in inits}
-    onnx_keys = {_sorted_key(v, dq_scale[k]) for k, v in inits.items()
-                 if v.dtype in (np.int8, np.int32) and v.size > 1 and k in dq_scale}
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(str(files["tflite_int8"]))
-    params = {p.index: p for p in tensor_quant_params(files["tflite_int8"])}
-    tfl_keys = set()
-    for d in interp.get_tensor_details():
-        if d["dtype"] not in (np.int8, np.int32) or np.prod(d["shape"]) <= 1:
-            continue
-        try:
-            buf = interp.get_tensor(d["index"])
-        except ValueError:
-            continue
-        tfl_keys.add(_sorted_key(buf, params[d["index"]].scales))
-    assert onnx_keys, "no int8/int32 initializers found in the ONNX file"
-    assert onnx_keys <= tfl_keys
-    n_weights = len(tiny_run.quantized.shared.weights)
-    assert sum(1 for k in onnx_keys if k[0] == "|i1") == n_weights
+def test_onnx_and_tflite_store_the_same_int8_tensors_and_scales(tiny_run):
+    sharing_checks.check_same_int8_tensors(tiny_run)
 
 
 def test_int8_runtimes_agree_with_the_reference(tiny_run):

@@ -21,7 +21,14 @@ def _digits_cnn(
     return DigitsCNN(in_channels, num_classes, width, input_hw)
 
 
+def _ds_cnn(in_channels: int, num_classes: int, width: int, input_hw: tuple[int, int]) -> nn.Module:
+    from tinyshare.models.zoo.ds_cnn import DSCNN
+
+    return DSCNN(in_channels, num_classes, width)
+
+
 MODELS.register("digits_cnn", _digits_cnn)
+MODELS.register("ds_cnn", _ds_cnn)
 
 
 def build_model(
