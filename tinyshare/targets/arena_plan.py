@@ -42,6 +42,13 @@ _OP_BYTES: Mapping[str, int] = {
     "RESHAPE": 48, "SOFTMAX": 64, "MEAN": 80, "QUANTIZE": 48, "DEQUANTIZE": 48,
 }
 _DEFAULT_OP_BYTES = 64
+# Temporary allocations in the head while TFLM plans (freed afterwards, but the head must
+# hold them): one AllocationInfo per tensor, the GreedyMemoryPlanner's per-buffer
+# bookkeeping (BufferRequirements + two sort arrays + ListEntry + offset), and the
+# TfLiteTensor structs a kernel's Prepare borrows.
+_ALLOCATION_INFO_BYTES = 32
+_PLANNER_BYTES_PER_BUFFER = 40
+_PREPARE_TEMP_BYTES = 4 * 64
 # Ops that keep a per-output-channel multiplier and shift (2 × int32) for requantization.
 _PER_CHANNEL_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV", "FULLY_CONNECTED"})
 
@@ -114,8 +121,11 @@ class ArenaEstimate:
     """Our offline estimate of the TFLM arena of one model.
 
     Attributes:
-        estimate_bytes: planned + persistent, in bytes.
+        estimate_bytes: head + persistent, in bytes, where the head is the larger of
+            ``planned_bytes`` and ``planning_temp_bytes``.
         planned_bytes: the activations packed by ``plan_arena`` (TFLM's non-persistent head).
+        planning_temp_bytes: the temporary bookkeeping TFLM keeps in the head while it
+            plans (modelled); it sets the head of models with small activations.
         persistent_bytes: modelled persistent allocations (TFLM's tail), 64-bit host build.
         method: how the figure was made, in words, for reports.
     """
@@ -124,6 +134,7 @@ class ArenaEstimate:
     planned_bytes: int
     persistent_bytes: int
     method: str
+    planning_temp_bytes: int = 0
 
 
 def _out_channels(info: ModelInfo, op) -> int:
@@ -156,10 +167,13 @@ def estimate_tflm_arena(info: ModelInfo) -> ArenaEstimate:
         persistent += _OP_BYTES.get(op.op_code, _DEFAULT_OP_BYTES)
         if op.op_code in _PER_CHANNEL_OPS:
             persistent += _align(4 * _out_channels(info, op)) * 2
+    planning = _align(_ALLOCATION_INFO_BYTES * len(info.tensors)
+                      + _PLANNER_BYTES_PER_BUFFER * len(lifetimes) + _PREPARE_TEMP_BYTES)
     method = ("estimate: activations packed offline from tensor lifetimes (greedy by size, "
-              f"{ALIGN_BYTES}-byte aligned, as TFLM's GreedyMemoryPlanner) plus TFLM's "
-              "persistent allocations modelled per tensor, per op and per output channel "
-              "with the struct sizes of the 64-bit host build")
-    return ArenaEstimate(estimate_bytes=plan.total_bytes + persistent,
+              f"{ALIGN_BYTES}-byte aligned, as TFLM's GreedyMemoryPlanner), or the planner's "
+              "own temporary bookkeeping where that is larger, plus TFLM's persistent "
+              "allocations modelled per tensor, per op and per output channel with the "
+              "struct sizes of the 64-bit host build")
+    return ArenaEstimate(estimate_bytes=max(plan.total_bytes, planning) + persistent,
                          planned_bytes=plan.total_bytes, persistent_bytes=persistent,
-                         method=method)
+                         method=method, planning_temp_bytes=planning)

@@ -91,8 +91,9 @@ def ram_section(fp: dict) -> list[str]:
             _table(["figure", "bytes", "how"], [
                 ["measured", _b(a["measured_bytes"]), a["measured_method"]],
                 ["estimate", _b(a["estimate_bytes"]),
-                 f"planned activations {_b(a['estimate_planned_bytes'])} + persistent "
-                 f"{_b(a['estimate_persistent_bytes'])}; {a['estimate_method']}"],
+                 f"head: the larger of planned activations {_b(a['estimate_planned_bytes'])} "
+                 f"and planning bookkeeping {_b(a.get('estimate_planning_temp_bytes'))}; "
+                 f"+ persistent {_b(a['estimate_persistent_bytes'])}; {a['estimate_method']}"],
                 ["difference", f"{a['difference_bytes']:+,} B ({a['difference_percent']:+.2f} %)",
                  "estimate - measured"],
                 ["unshared twin, measured", _b(a["twin_measured_bytes"]), ""],

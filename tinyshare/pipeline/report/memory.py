@@ -113,6 +113,7 @@ def arena_dict(measured, estimate, twin_measured, twin_estimate) -> dict:
         "estimate_bytes": estimate.estimate_bytes,
         "estimate_planned_bytes": estimate.planned_bytes,
         "estimate_persistent_bytes": estimate.persistent_bytes,
+        "estimate_planning_temp_bytes": estimate.planning_temp_bytes,
         "estimate_method": estimate.method,
         "difference_bytes": diff,
         "difference_percent": round(100.0 * diff / measured.arena_bytes, 2),
