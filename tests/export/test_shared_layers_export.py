@@ -123,3 +123,48 @@ def test_stride2_shared_depthwise_with_bias_exports_to_both_formats(tmp_path):
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     assert np.abs(ref.dequantized - want).max() <= 4 * qm.output_scale + 0.05 * np.abs(want).max()
+
+
+def _conv_scales(onnx_path):
+    """(s_in, s_w per channel) of the first Conv of an int8 ONNX file, float64."""
+    from onnx import load, numpy_helper
+
+    m = load(str(onnx_path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    dq = {n.output[0]: n for n in m.graph.node if n.op_type == "DequantizeLinear"}
+    conv = next(n for n in m.graph.node if n.op_type == "Conv")
+    s_in, s_w = (inits[dq[conv.input[k]].input[1]].astype(np.float64) for k in (0, 1))
+    return float(np.ravel(s_in)[0]), np.ravel(s_w)
+
+
+def test_int32_biases_are_the_same_in_onnx_and_tflite_near_a_rounding_boundary(tmp_path):
+    """A conv bias whose int32 value differs when divided by the float32-rounded scale
+    instead of the float64 product s_in * s_w: both files must store the same int32 value
+    (the TFLite converter's, from the float64 product)."""
+    from ai_edge_litert.interpreter import Interpreter
+    from onnx import load, numpy_helper
+
+    torch.manual_seed(0)
+    calib = np.random.default_rng(2).random((16, 2, 4, 4), dtype=np.float32)
+    model = nn.Sequential(nn.Conv2d(2, 2, 1), nn.Flatten(), nn.Linear(32, 3)).eval()
+    qm = quantize_ptq(model, calib)
+    s_in, s_w = _conv_scales(export_onnx_int8(qm, tmp_path / "probe.onnx"))
+    s64 = s_in * s_w[0]
+    s32 = np.float64(np.float32(s64))
+    # find a float32 bias where the two divisions round apart (the bias changes no scale)
+    cands = (np.float32((k + 0.5) * s64) for k in range(1, 200_000))
+    bias = next(b for b in cands if np.rint(np.float64(b) / s64) != np.rint(np.float64(b) / s32))
+    with torch.no_grad():
+        model[0].bias[0] = float(bias)
+    qm = quantize_ptq(model, calib)
+    tfl = export_tflite_int8(qm, tmp_path / "edge.tflite")
+    onnx_path = export_onnx_int8(qm, tmp_path / "edge.onnx")
+    assert _conv_scales(onnx_path)[0] == s_in  # same input scale as the probe
+    want = int(np.rint(np.float64(bias) / s64))
+    onnx_bias = next(numpy_helper.to_array(i) for i in load(str(onnx_path)).graph.initializer
+                     if i.name.startswith("0.bias.int32") and i.name.count(".") == 3)
+    interp = Interpreter(str(tfl))
+    tfl_biases = [interp.get_tensor(d["index"]) for d in interp.get_tensor_details()
+                  if d["dtype"] == np.int32 and tuple(d["shape"]) == (2,)]
+    assert int(onnx_bias[0]) == want
+    assert any(int(b[0]) == want for b in tfl_biases)

@@ -158,8 +158,11 @@ def _int32_biases(gx: _Graph) -> None:
         bias = gx.array(bias_name).astype(np.float64)
         s_in = _dq_scale(gx, node.input[0]).astype(np.float64)
         s_w = _dq_scale(gx, node.input[1]).astype(np.float64)
-        scale = np.broadcast_to(s_in * s_w, bias.shape).astype(np.float32)
-        q = np.clip(np.rint(bias / scale.astype(np.float64)), -(2**31), 2**31 - 1).astype(np.int32)
+        scale64 = np.broadcast_to(s_in * s_w, bias.shape)
+        scale = scale64.astype(np.float32)
+        # Divide by the float64 product, as the TFLite converter does: dividing by the
+        # float32-rounded scale moves some values by 1 and the two int8 files would differ.
+        q = np.clip(np.rint(bias / scale64), -(2**31), 2**31 - 1).astype(np.int32)
         key = (bias_name, q.tobytes(), scale.tobytes())
         if key not in seen:
             k = sum(1 for kk in seen if kk[0] == bias_name)
