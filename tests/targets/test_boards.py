@@ -147,11 +147,31 @@ BAD_CASES = [
 ]
 
 
+# The Ethos-U board's [npu] table (corstone-300-mps3).
+BAD_NPU = [
+    ('accelerator_config = "ethos-u55-128"', 'accelerator_config = "ethos-u55-100"',
+     "field 'npu.accelerator_config': expected one of 'ethos-u55-32', 'ethos-u55-64', 'ethos-u55-128'"),
+    ('system_config = "Ethos_U55_High_End_Embedded"', 'system_config = "MPS3_FPGA"',
+     "field 'npu.system_config': expected a [System_Config.*] section of Vela's Arm/vela.ini: one of "
+     "'Ethos_U55_Deep_Embedded'"),
+    ('memory_mode = "Shared_Sram"', 'memory_mode = "Shared_SRAM"',
+     "field 'npu.memory_mode': expected a [Memory_Mode.*] section of Vela's Arm/vela.ini"),
+    ("clock_hz = 32_000_000\n", "clock_hz = 0\n", "field 'npu.clock_hz': expected a positive integer, got 0"),
+    ('memory_mode = "Shared_Sram"', 'memory_mode = "Shared_Sram"\nmacs = 128',
+     "field 'npu.macs': unknown field (known: accelerator_config, system_config, memory_mode, clock_hz)"),
+    ('accelerator_config = "ethos-u55-128"\n', "", "field 'npu.accelerator_config': required but missing"),
+]
+
+BAD_BOARD_CASES = ([("stm32f746g-disco", *case) for case in BAD_CASES]
+                   + [("corstone-300-mps3", *case) for case in BAD_NPU])
+
+
 @pytest.mark.parametrize(
-    ("old", "new", "fragment"), BAD_CASES, ids=[case[2].split("'")[1] + f"-{i}" for i, case in enumerate(BAD_CASES)]
+    ("board", "old", "new", "fragment"), BAD_BOARD_CASES,
+    ids=[case[3].split("'")[1] + f"-{i}" for i, case in enumerate(BAD_BOARD_CASES)],
 )
-def test_bad_user_board_gives_one_line_naming_file_and_field(tmp_path, old, new, fragment):
-    text = _packaged_text("stm32f746g-disco")
+def test_bad_user_board_gives_one_line_naming_file_and_field(tmp_path, board, old, new, fragment):
+    text = _packaged_text(board)
     assert old in text
     path = tmp_path / "bad.toml"
     path.write_text(text.replace(old, new, 1))
