@@ -31,13 +31,13 @@ import bisect
 import re
 import shutil
 import struct
-import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from tinyshare.errors import RuntimeUnavailableError
+from tinyshare.targets._proc import run
 
 __all__ = ["ElfCode", "read_elf_code"]
 
@@ -182,19 +182,13 @@ def _read_pyelftools(path: Path) -> _Raw:
 
 
 def _tool(name: str, *args: str | Path) -> str:
-    exe = shutil.which(name)
-    if exe is None:
+    """stdout of binutils tool ``name`` run on ``args`` (``targets._proc.run``)."""
+    if shutil.which(name) is None:
         raise RuntimeUnavailableError(
             f"reading ELF symbols needs pyelftools (pip install pyelftools==0.33) or binutils "
             f"({name} not found on PATH)")
-    try:
-        proc = subprocess.run([exe, *map(str, args)], capture_output=True, text=True,
-                              timeout=_TOOL_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise RuntimeUnavailableError(f"{name} failed: {exc}") from None
-    if proc.returncode != 0:
-        raise RuntimeUnavailableError(f"{name} {' '.join(map(str, args))} failed: {proc.stderr.strip()[-300:]}")
-    return proc.stdout
+    return run([name, *args], timeout_s=_TOOL_TIMEOUT_S,
+               what=f"{name} {' '.join(map(str, args))}").stdout
 
 
 _SECTION_RE = re.compile(r"^\s*\[\s*\d+\]\s+(\S+)\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+([0-9a-f]+)\s+[0-9a-f]+\s+([A-Za-z]*)\s")
