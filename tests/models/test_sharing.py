@@ -10,7 +10,7 @@ from tinyshare.models.zoo import MODELS, build_model
 
 
 # Each zoo model at its reference input size where it has one.
-SHAPES = {"ds_cnn": (1, 49, 10)}
+SHAPES = {"ds_cnn": (1, 49, 10), "resnet8": (3, 32, 32), "mobilenet_v1_025": (1, 96, 96)}
 
 
 @pytest.fixture(params=MODELS.names())

@@ -275,7 +275,7 @@ def board_report(kind: str, *, name: str | None = None) -> dict:
             "int8_runtimes": {rt: acc for rt, (acc, _, _) in runtimes.items()}},
         "agreement": {
             "reference": "litert-ref", "tolerance_lsb": 1,
-            "reference_description": "LiteRT's builtin int8 kernels without any delegate",
+            "reference_description": "LiteRT's reference int8 kernels (OpResolverType.BUILTIN_REF)",
             "output_scale": 0.20629183948040009, "output_zero_point": 38,
             "compared_on": "int8 output values (LSB of the output tensor)",
             "runtimes": {rt: {"runtime_version": "2.3.0", "model_file": "model_int8.tflite",

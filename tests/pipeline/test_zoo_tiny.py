@@ -14,7 +14,8 @@ import sharing_checks  # noqa: E402  (registered by conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 # config -> (input shape (C, H, W), lowest int8 top-1 its tiny config reaches, with margin)
-ZOO_TINY = {"ds_cnn_tiny": ((1, 49, 10), 0.70)}
+ZOO_TINY = {"ds_cnn_tiny": ((1, 49, 10), 0.70), "resnet8_tiny": ((3, 32, 32), 0.80),
+            "mobilenet_v1_025_tiny": ((1, 96, 96), 0.75)}
 
 
 @pytest.fixture(scope="module", params=sorted(ZOO_TINY))

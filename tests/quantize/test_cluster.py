@@ -212,6 +212,11 @@ def test_zero_channel_quantizes_to_exact_zeros_with_a_positive_scale(quantized):
 def test_tflite_weights_hold_at_most_k_values_and_no_zero_scale(quantized):
     k = quantized["k"]
     tensors = _read_tflite_weights(quantized["tflite"])
+    # c2's channel-sum filter: all ones, exact at int8 127 with one scale 1/127
+    ones = [t for t in tensors if t[0].shape == (1, 1, 1, 16)]
+    assert len(ones) == 1 and np.all(ones[0][0] == 127)
+    np.testing.assert_allclose(ones[0][1], [1 / 127], rtol=1e-6)
+    tensors = [t for t in tensors if t[0].shape != (1, 1, 1, 16)]
     assert len(tensors) == 3  # c1 (BN folded), c2 (shared, stored once), fc
     zero_rows = 0
     for vals, scales, axis in tensors:

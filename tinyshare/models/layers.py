@@ -206,10 +206,15 @@ class SharedConv2d(_SharedConvBase):
     ) -> None:
         super().__init__(in_channels, out_channels, (out_channels, 1), kernel_size, stride,
                          padding, dilation, bias, activation, groups=1)
+        # The channel sum as a 1×1 conv with all-ones weights (exact in int8: 127 at scale
+        # 1/127), not a SUM op: TFLM's int8 SUM rescales with an integer multiplier and
+        # TFLite's reference SUM in float, so the two disagreed by up to 4 LSB downstream,
+        # while CONV_2D has one integer requantization in every runtime.
+        self.register_buffer("channel_sum", torch.ones(1, in_channels, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.deploy:
-            s = x.sum(dim=1, keepdim=True)  # (N, 1, H, W): Σ_c x_c
+            s = F.conv2d(x, self.channel_sum)  # (N, 1, H, W): Σ_c x_c
             y = F.conv2d(s, self.weight, self.bias, self.stride, self.padding, self.dilation)
         else:
             y = F.conv2d(x, self._broadcast_weight(), self.bias, self.stride, self.padding,

@@ -27,8 +27,28 @@ def _ds_cnn(in_channels: int, num_classes: int, width: int, input_hw: tuple[int,
     return DSCNN(in_channels, num_classes, width)
 
 
+def _resnet8(in_channels: int, num_classes: int, width: int, input_hw: tuple[int, int]) -> nn.Module:
+    from tinyshare.models.zoo.resnet8 import ResNet8
+
+    return ResNet8(in_channels, num_classes, width)
+
+
+def _mobilenet_v1_025(
+    in_channels: int, num_classes: int, width: int, input_hw: tuple[int, int]
+) -> nn.Module:
+    from tinyshare.models.zoo.mobilenet_v1 import MobileNetV1
+
+    if min(input_hw) < 32:
+        raise ConfigError(f"model mobilenet_v1_025: input {input_hw[0]}x{input_hw[1]} is too "
+                          "small; expected at least 32x32 (5 stride-2 stages), e.g. "
+                          "data.input_hw = [96, 96]")
+    return MobileNetV1(in_channels, num_classes, width)
+
+
 MODELS.register("digits_cnn", _digits_cnn)
 MODELS.register("ds_cnn", _ds_cnn)
+MODELS.register("resnet8", _resnet8)
+MODELS.register("mobilenet_v1_025", _mobilenet_v1_025)
 
 
 def build_model(

@@ -286,8 +286,8 @@ def build_board_report(ctx, board) -> BoardReport:
             "min_top1": vcfg.min_top1,
         },
         "agreement": {"reference": v.reference, "tolerance_lsb": v.tolerance_lsb,
-                      "reference_description": "LiteRT's builtin int8 kernels without any "
-                      "delegate, on this host",
+                      "reference_description": "LiteRT's reference int8 kernels "
+                      "(OpResolverType.BUILTIN_REF, no delegate), on this host",
                       "output_scale": ctx.quantized.shared.output_scale,
                       "output_zero_point": ctx.quantized.shared.output_zero_point,
                       "compared_on": "int8 output values (LSB of the output tensor)",

@@ -156,7 +156,7 @@ def _tflite(args, samples: np.ndarray) -> dict:
         else:
             from ai_edge_litert.interpreter import Interpreter, OpResolverType
             kwargs = {"experimental_op_resolver_type": (
-                OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if args.runtime == "litert-ref"
+                OpResolverType.BUILTIN_REF if args.runtime == "litert-ref"
                 else OpResolverType.AUTO)}
     except ImportError as exc:
         raise GuestError(f"cannot import the runtime: {exc}", EXIT_RUNTIME) from exc
