@@ -52,9 +52,32 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0.0)
 
 
+class QatConfig(BaseModel):
+    """Fine-tuning schedule of ``quantize.method = "qat"`` (Adam, cosine decay)."""
+
+    model_config = _Strict
+    epochs: PositiveInt = 3
+    lr: float = Field(1e-3, gt=0.0)
+    batch_size: PositiveInt = 64
+
+
+class LayerQuantizeConfig(BaseModel):
+    """Per-module override of the weight quantization (``quantize.layers."<module>"``)."""
+
+    model_config = _Strict
+    per_channel: bool | None = None
+
+
 class QuantizeConfig(BaseModel):
     model_config = _Strict
     per_channel: bool = True
+    method: Literal["ptq", "qat"] = Field(
+        "ptq", description="ptq: calibrate the trained model; qat: fine-tune it with fake "
+        "int8 quantization first (quantize.qat), then convert")
+    qat: QatConfig = QatConfig()
+    layers: dict[str, LayerQuantizeConfig] = Field(
+        default_factory=dict, description="per-module overrides by module name; every "
+        "module that reads a shared weight must get the same setting")
 
 
 class ValidationConfig(BaseModel):

@@ -110,6 +110,10 @@ def run(
 
     boards = [load_board(b) for b in cfg.boards]  # fail fast, before any folder exists
     splits = load_splits(cfg.data, cfg.seed)
+    if cfg.quantize.layers:
+        from tinyshare.pipeline.steps import check_quantize_settings
+
+        check_quantize_settings(cfg, splits)  # a sharing conflict fails before training
     final = cfg.run_dir
     staging = _staging_dir(final)
     if staging.exists():

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinyshare.artifacts import atomic_write_json, write_manifest
-from tinyshare.config import RunConfig
+from tinyshare.config import RunConfig, TrainConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.train import Progress, TrainResult, top1, train_model
 from tinyshare.artifacts.models import QuantizedModel
@@ -74,6 +74,33 @@ def deploy_copy(model):
     return switch_to_deploy(copy.deepcopy(model)).eval()
 
 
+def layer_overrides(cfg: RunConfig, twin=None) -> dict[str, bool]:
+    """``quantize.layers`` as ``{module fqn: per_channel}``; with ``twin`` (the unshared
+    twin), only the names it has: its copies of a reused block are named apart and keep
+    the global setting."""
+    layers = {k: v.per_channel for k, v in cfg.quantize.layers.items()
+              if v.per_channel is not None}
+    if twin is not None:
+        names = {n for n, _ in twin.named_modules()}
+        layers = {k: v for k, v in layers.items() if k in names}
+    return layers
+
+
+def check_quantize_settings(cfg: RunConfig, splits: DataSplits) -> None:
+    """Check ``quantize.layers`` against the configured model's sharing, before training.
+
+    Raises:
+        ConfigError: a name is not a module with weights, or a shared weight would get
+            two settings (``tinyshare.quantize.settings``).
+    """
+    from tinyshare.models.zoo import build_model
+    from tinyshare.quantize.settings import per_channel_by_module
+
+    model = build_model(cfg.model.name, input_shape=splits.input_shape,
+                        num_classes=splits.num_classes, width=cfg.model.width)
+    per_channel_by_module(model, cfg.quantize.per_channel, layer_overrides(cfg))
+
+
 def train_stage(
     cfg: RunConfig, splits: DataSplits, out: Path, progress: Progress | None = None
 ) -> TrainedModel:
@@ -113,18 +140,36 @@ def train_stage(
     return result
 
 
+def _quantize_one(cfg: RunConfig, model, splits: DataSplits, twin: bool,
+                  progress: Progress | None):
+    q = cfg.quantize
+    layers = layer_overrides(cfg, model if twin else None)
+    deploy = deploy_copy(model)
+    if q.method == "ptq":
+        from tinyshare.quantize.ptq import quantize_ptq
+
+        return quantize_ptq(deploy, splits.x_calib, per_channel=q.per_channel,
+                            layers=layers, progress=None if twin else progress)
+    from tinyshare.quantize.qat import quantize_qat
+
+    label = "qat twin" if twin else "qat"
+    schedule = TrainConfig(epochs=q.qat.epochs, batch_size=q.qat.batch_size, lr=q.qat.lr)
+    return quantize_qat(
+        deploy, splits.x_train,
+        lambda m: train_model(m, splits, schedule, cfg.seed,
+                              (lambda _t, d, n: progress(label, d, n)) if progress else None),
+        per_channel=q.per_channel, layers=layers)
+
+
 def quantize_stage(
     cfg: RunConfig, trained: TrainedModel, splits: DataSplits, out: Path,
     progress: Progress | None = None,
 ) -> QuantizedPair:
-    """PTQ of the shared model and of its twin, with the same calibration split."""
-    from tinyshare.quantize.ptq import quantize_ptq
-
+    """int8 quantization (PTQ, or QAT then convert: ``quantize.method``) of the shared model
+    and of its twin, with the same calibration split or fine-tuning schedule."""
     t0 = time.perf_counter()
-    shared = quantize_ptq(deploy_copy(trained.model), splits.x_calib,
-                          per_channel=cfg.quantize.per_channel, progress=progress)
-    twin = quantize_ptq(deploy_copy(trained.twin), splits.x_calib,
-                        per_channel=cfg.quantize.per_channel)
+    shared = _quantize_one(cfg, trained.model, splits, False, progress)
+    twin = _quantize_one(cfg, trained.twin, splits, True, progress)
     acc = top1(shared.run(splits.x_test), splits.y_test)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "weights_int8.npz", **{
@@ -132,7 +177,10 @@ def quantize_stage(
         for w in shared.weights for part in ("values", "scales", "zero_points")
     })
     atomic_write_json(out / "quantization.json", {
+        "method": cfg.quantize.method,
+        "qat": cfg.quantize.qat.model_dump() if cfg.quantize.method == "qat" else None,
         "per_channel": shared.per_channel,
+        "layers": {k: v.model_dump() for k, v in cfg.quantize.layers.items()},
         "int8_test_accuracy_pytorch": acc,
         "input": {"scale": shared.input_scale, "zero_point": shared.input_zero_point},
         "output": {"scale": shared.output_scale, "zero_point": shared.output_zero_point},

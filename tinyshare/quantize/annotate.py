@@ -20,6 +20,8 @@ Rules (TFLite int8 spec):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch.fx import GraphModule, Node
 
@@ -57,13 +59,17 @@ def _fused_relu(node: Node) -> Node | None:
     return None
 
 
-def annotate_graph(gm: GraphModule, config) -> GraphModule:
+def annotate_graph(gm: GraphModule, config, module_configs: Mapping[str, object] | None = None
+                   ) -> GraphModule:
     """Annotate every supported node of ``gm`` in place.
 
     Args:
         gm: an aten-level ``GraphModule`` from ``torch.export`` whose weight
             ``get_attr`` nodes each have one user (see ``untie_shared_uses``).
         config: a litert-torch ``QuantizationConfig`` (static, int8).
+        module_configs: ``{module fqn: QuantizationConfig}`` whose weight spec replaces
+            ``config``'s for the compute ops that module calls (the innermost module of the
+            node's ``nn_module_stack``); see ``tinyshare.quantize.settings``.
 
     Returns:
         ``gm``, annotated.
@@ -82,6 +88,12 @@ def annotate_graph(gm: GraphModule, config) -> GraphModule:
     act_in = get_input_act_qspec(config)
     act_out = get_output_act_qspec(config)
     fused: set[Node] = set()
+
+    def _module_config(node: Node):
+        stack = node.meta.get("nn_module_stack") or {}
+        if not module_configs or not stack:
+            return config
+        return module_configs.get(list(stack.values())[-1][0], config)
 
     def set_output(node: Node, input_map: dict) -> None:
         relu = _fused_relu(node)
@@ -104,7 +116,7 @@ def annotate_graph(gm: GraphModule, config) -> GraphModule:
         target = node.target
         if target in _COMPUTE:
             x, w = node.args[0], node.args[1]
-            input_map = {x: act_in, w: get_weight_qspec(config)}
+            input_map = {x: act_in, w: get_weight_qspec(_module_config(node))}
             bias = node.args[2] if len(node.args) > 2 else None
             if isinstance(bias, Node):
                 input_map[bias] = get_bias_qspec(config)

@@ -7,9 +7,10 @@ input_scale × weight_scale).
 
 from __future__ import annotations
 
+import dataclasses
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -24,7 +25,12 @@ from tinyshare.errors import QuantizationError, SharingError
 log = logging.getLogger(__name__)
 
 
-def _make_quantizer(per_channel: bool):
+def make_quantizer(per_channel: bool, qat: bool = False,
+                   per_module: Mapping[str, bool] | None = None):
+    """litert-torch's ``PT2EQuantizer`` with our node-by-node annotation (``annotate.py``):
+    int8 symmetric weights, per-channel or per-tensor, overridden per module by
+    ``per_module`` (``{module fqn: per_channel}``, from ``settings.per_channel_by_module``);
+    ``qat`` gives fake-quantize specs."""
     from litert_torch.quantize.pt2e_quantizer import (
         PT2EQuantizer,
         get_symmetric_quantization_config,
@@ -32,15 +38,19 @@ def _make_quantizer(per_channel: bool):
 
     from tinyshare.quantize.annotate import annotate_graph
 
+    def config(pc: bool):
+        return get_symmetric_quantization_config(is_per_channel=pc, is_qat=qat)
+
+    module_configs = {name: config(pc) for name, pc in (per_module or {}).items()
+                      if pc != per_channel}
+
     class SharingAwareQuantizer(PT2EQuantizer):
         """litert-torch's quantizer with our node-by-node annotation."""
 
         def annotate(self, model):
-            return annotate_graph(model, self.global_config)
+            return annotate_graph(model, self.global_config, module_configs)
 
-    return SharingAwareQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=per_channel)
-    )
+    return SharingAwareQuantizer().set_global(config(per_channel))
 
 
 def quantize_ptq(
@@ -48,6 +58,7 @@ def quantize_ptq(
     calib_x: np.ndarray,
     *,
     per_channel: bool = True,
+    layers: Mapping[str, bool] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> QuantizedModel:
     """Quantize a float model to int8 with PT2E post-training quantization.
@@ -58,6 +69,8 @@ def quantize_ptq(
         calib_x: (N, C, H, W) (or (N, F)) float32 calibration inputs; the graph is
             exported with batch 1 and calibrated one sample at a time.
         per_channel: per-channel (True) or per-tensor weight scales.
+        layers: per-module overrides of ``per_channel`` (``{module fqn: bool}``), checked
+            against sharing first (``settings.per_channel_by_module``).
         progress: called as ``progress("calibrate", i, N)``.
 
     Returns:
@@ -65,6 +78,8 @@ def quantize_ptq(
 
     Raises:
         ValueError: a shared layer is still in its training form.
+        ConfigError: ``layers`` names no module with weights, or gives a shared weight
+            two settings.
         SharingError: a shared weight would get two different scale sets.
     """
     import torch
@@ -72,13 +87,15 @@ def quantize_ptq(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from tinyshare.quantize.annotate import untie_shared_uses
+    from tinyshare.quantize.settings import per_channel_by_module
 
     require_deploy_form(model)
     deploy = copy.deepcopy(model).eval()
     example = torch.from_numpy(calib_x[:1].copy())
     gm = torch.export.export(deploy, (example,)).module()
     shared = untie_shared_uses(gm)
-    quantizer = _make_quantizer(per_channel)
+    quantizer = make_quantizer(
+        per_channel, per_module=per_channel_by_module(model, per_channel, layers or {}))
     prepared = prepare_pt2e(gm, quantizer)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # histogram observers are ~30x slower with 2 threads
@@ -94,7 +111,7 @@ def quantize_ptq(
     move_exported_model_to_eval(converted)
     converted.training = False  # exported graphs refuse .eval(); the flag is all that is left
     weights = extract_weights(converted, shared)
-    in_q, out_q = _io_qparams(converted)
+    in_q, out_q = io_qparams(converted)
     return QuantizedModel(
         graph=converted, quantizer=quantizer, example_input=example, weights=weights,
         input_scale=in_q[0], input_zero_point=in_q[1],
@@ -151,17 +168,42 @@ def extract_weights(gm, shared: dict[str, int]) -> tuple[QuantizedWeight, ...]:
                 "two call sites; a shared weight must have one scale set"
             )
         found[src.target] = entry
-    return tuple(
+    return _merge_identical_constants(gm, tuple(
         QuantizedWeight(name=k, values=v[0], scales=v[1], zero_points=v[2], axis=v[3],
                         call_sites=shared.get(k, 1))
         for k, v in found.items()
-    )
+    ))
+
+
+def _merge_identical_constants(gm, weights: tuple[QuantizedWeight, ...]
+                               ) -> tuple[QuantizedWeight, ...]:
+    """Merge quantized buffers (constants, not Parameters) with identical int8 values, scales
+    and zero points into one entry read by all their call sites, the first name kept.
+
+    Both exporters store a constant once however many ops read it (litert-torch and
+    torch.onnx dedupe identical constants), e.g. the all-ones channel-sum filters of two
+    ``SharedConv2d`` layers with the same C_in. Parameters are never merged: equal values
+    there are a coincidence of training, not one tensor.
+    """
+    params = {name for name, _ in gm.named_parameters()}
+    kept: list[QuantizedWeight] = []
+    for w in weights:
+        twin = next((k for k in kept if w.name not in params and k.name not in params
+                     and k.values.shape == w.values.shape and np.array_equal(k.values, w.values)
+                     and np.array_equal(k.scales, w.scales)
+                     and np.array_equal(k.zero_points, w.zero_points)), None)
+        if twin is None:
+            kept.append(w)
+        else:
+            kept[kept.index(twin)] = dataclasses.replace(
+                twin, call_sites=twin.call_sites + w.call_sites)
+    return tuple(kept)
 
 
 _DQ_PER_TENSOR = "quantized_decomposed.dequantize_per_tensor.default"
 
 
-def _io_qparams(gm) -> tuple[tuple[float, int], tuple[float, int]]:
+def io_qparams(gm) -> tuple[tuple[float, int], tuple[float, int]]:
     """(scale, zero_point) of the quantize that reads the graph input and of the
     dequantize that feeds the graph output.
 
