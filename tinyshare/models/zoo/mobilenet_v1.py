@@ -5,8 +5,8 @@ Reference (MLPerf Tiny v1.0 VWW): input 96×96×3 (here 1 or 3 channels), 2 clas
 α = 0.25); layer i has ``width · m_i`` channels with MobileNet v1's multipliers
 m = 1, 2, 4, 4, 8, 8, 16 ×6, 32, 32:
 
-    stem    Conv2d(C→W, 3×3, stride 2) + ReLU
-    13 ×    depthwise 3×3 (stride 1 or 2) + ReLU, pointwise 1×1 + ReLU
+    stem    Conv2d(C→W, 3×3, stride 2) + BN + ReLU
+    13 ×    depthwise 3×3 (stride 1 or 2), pointwise 1×1 + BN + ReLU
     head    global average pool → Linear(32W→classes)
 
 Every depthwise conv is a ``SharedDepthwiseConv2d``: one 3×3 filter for all its channels.
@@ -14,6 +14,13 @@ The stride-1 ones use the TRANSPOSE-free NHWC deploy form; the four stride-2 one
 to the reshape form, which costs two TRANSPOSE ops each in the .tflite. BatchNorm is left
 out after the shared depthwise convs (a BN scale folded into a filter shared across
 channels would un-share it) and kept after the stem and every pointwise conv, where it folds.
+
+One change from the reference: the shared depthwise conv has no ReLU after it. With the
+ReLU, a filter shared across channels cannot scale channels apart before the clamp (an
+ordinary depthwise conv + BN can), and the model trained far worse than its twin; without
+it, depthwise and pointwise are one linear map per block and the pointwise's BN does the
+per-channel scaling. Measured on the digits resized to 96×96, width 2, 10 epochs, lr 0.01:
+shared 58.9 % with the ReLU, 84.7 % without (the twin: 95.0 % without).
 """
 
 from __future__ import annotations
@@ -30,12 +37,12 @@ _BLOCKS = ((2, 1), (4, 2), (4, 1), (8, 2), (8, 1), (16, 2),
 
 
 class DepthwiseSeparable(nn.Module):
-    """Shared depthwise 3×3 (stride s) + ReLU, pointwise 1×1 + ReLU."""
+    """Shared depthwise 3×3 (stride s), pointwise 1×1 + BN + ReLU. (N, C_in, H, W) →
+    (N, C_out, H/s, W/s)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        self.dw = SharedDepthwiseConv2d(in_channels, 3, stride=stride, padding=1,
-                                        activation="relu")
+        self.dw = SharedDepthwiseConv2d(in_channels, 3, stride=stride, padding=1)
         self.pw = nn.Conv2d(in_channels, out_channels, 1)
         self.bn = nn.BatchNorm2d(out_channels)
 

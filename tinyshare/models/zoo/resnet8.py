@@ -9,11 +9,14 @@ weights (≈ 96 KB int8 model):
     stage 3 residual block (2W→4W, stride 2, 1×1 shortcut conv)      8×8×4W
     head    global average pool → Linear(4W→classes)
 
-Each block's second 3×3 conv is a ``SharedConv2d``: one 3×3 filter per output channel,
+Each block's first 3×3 conv is a ``SharedConv2d``: one 3×3 filter per output channel,
 shared across the input channels (y_o = w_o ⋆ Σ_c x_c), C_out·9 weights instead of
-C_out·C_in·9. The first conv of each block stays ordinary so the block can still mix
-channels. BatchNorm follows every conv as in the reference: each conv is called once, so BN
-folds into it, and into a ``SharedConv2d`` per output channel, which keeps its sharing.
+C_out·C_in·9. The second conv stays ordinary, so the block still mixes channels, and the
+shortcut carries the unsummed input. Sharing the second conv instead (it then sees only the
+channel sum of the first conv's output) trained far worse, measured on the digits resized
+to 32×32×3, 10 epochs: width 4, 61 % against 89 %; width 16, 90 % against 96 %.
+BatchNorm follows every conv as in the reference: each conv is called once, so BN folds
+into it, and into a ``SharedConv2d`` per output channel, which keeps its sharing.
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from tinyshare.models.layers import SharedConv2d
 
 
 class ResidualBlock(nn.Module):
-    """conv 3×3 (stride s) + ReLU → shared conv 3×3, + shortcut, ReLU. (N, C_in, H, W) →
+    """shared conv 3×3 (stride s) + ReLU → conv 3×3, + shortcut, ReLU. (N, C_in, H, W) →
     (N, C_out, H/s, W/s)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.conv1 = SharedConv2d(in_channels, out_channels, 3, stride=stride, padding=1)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = SharedConv2d(out_channels, out_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut = (nn.Conv2d(in_channels, out_channels, 1, stride=stride)
                          if stride != 1 or in_channels != out_channels else nn.Identity())
