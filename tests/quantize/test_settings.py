@@ -63,3 +63,26 @@ def test_unknown_module_names_the_field_and_the_choices():
     with pytest.raises(ConfigError, match=r"quantize.layers: 'fc' is not a module with "
                                           r"weights in this model; expected one of: a, b, head"):
         per_channel_by_module(Tied(), True, {"fc": False})
+
+
+def test_per_tensor_weights_get_one_bias_scale_in_both_files(tmp_path):
+    """A per-tensor weight's int32 bias has one scale in the .onnx, as in the .tflite (it
+    had one per channel, all equal: the same numbers, not the same tensor)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tinyshare.export.onnx import export_onnx_int8
+    from tinyshare.export.tflite import export_tflite_int8
+    from tinyshare.targets.runtimes.litert import tensor_quant_params
+
+    torch.manual_seed(0)
+    qm = quantize_ptq(Tied().eval(), _calib(), layers={"a": False, "b": False})
+    model = onnx.load(str(export_onnx_int8(qm, tmp_path / "m.onnx")))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    bias_scales = {n.input[0]: inits[n.input[1]].shape for n in model.graph.node
+                   if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                   and inits[n.input[0]].dtype == np.int32}
+    assert sorted(bias_scales.values()) == [(), (), (8,)]  # a, b per-tensor; head per-channel
+    tfl = export_tflite_int8(qm, tmp_path / "m.tflite")
+    int32 = [p for p in tensor_quant_params(tfl) if p.dtype == "int32"]
+    assert sorted(p.scales.size for p in int32) == [1, 1, 8]

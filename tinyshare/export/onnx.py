@@ -158,7 +158,9 @@ def _int32_biases(gx: _Graph) -> None:
         bias = gx.array(bias_name).astype(np.float64)
         s_in = _dq_scale(gx, node.input[0]).astype(np.float64)
         s_w = _dq_scale(gx, node.input[1]).astype(np.float64)
-        scale64 = np.broadcast_to(s_in * s_w, bias.shape)
+        per_tensor = s_w.size == 1  # per-tensor weight: one bias scale, as in the .tflite
+        scale64 = (s_in * s_w).reshape(()) if per_tensor else np.broadcast_to(s_in * s_w,
+                                                                               bias.shape)
         scale = scale64.astype(np.float32)
         # Divide by the float64 product, as the TFLite converter does: dividing by the
         # float32-rounded scale moves some values by 1 and the two int8 files would differ.
@@ -169,12 +171,12 @@ def _int32_biases(gx: _Graph) -> None:
             base = f"{bias_name}.int32.{k}"
             gx.add_init(q, base)
             gx.add_init(scale, base + ".scale")
-            gx.add_init(np.zeros_like(q), base + ".zero_point")
+            gx.add_init(np.zeros(scale.shape, np.int32), base + ".zero_point")
             out = base + ".dequantized"
             gx.g.node.insert(
                 list(gx.g.node).index(node),
                 helper.make_node("DequantizeLinear", [base, base + ".scale", base + ".zero_point"],
-                                 [out], name=out, axis=0),
+                                 [out], name=out, **({} if per_tensor else {"axis": 0})),
             )
             seen[key] = out
         node.input[2] = seen[key]
