@@ -161,3 +161,15 @@ def test_class_too_small_to_split(tmp_path, capsys):
 def test_negative_seed(tmp_path, capsys):
     code, err = _run(capsys, ["run", str(_config(tmp_path, "seed = -1\n"))])
     _assert_one_line_error(code, err, "seed")
+
+
+@pytest.mark.parametrize("body,needles", [
+    ('[quantize.layers."blocks.nope"]\nper_channel = false\n',
+     ("quantize.layers: 'blocks.nope' is not a module with weights", "blocks.block.dw")),
+    ('[quantize]\nmethod = "qta"\n', ("quantize.method", "qta")),
+    ("[quantize.qat]\nepochs = 0\n", ("quantize.qat.epochs",)),
+])
+def test_bad_quantize_settings(tmp_path, capsys, body, needles):
+    code, err = _run(capsys, ["run", str(_config(tmp_path, body))])
+    _assert_one_line_error(code, err, *needles)
+    _assert_no_run_folder(tmp_path)
