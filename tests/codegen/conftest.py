@@ -1,0 +1,53 @@
+"""Helpers for the code generator tests.
+
+Registers the helper modules of this folder by name (pytest runs in importlib mode, so the
+folder is not a package): ``codegen_single_op`` (hand-built one-op .tflite files) and
+``codegen_harness`` (run the generated C and TFLM on the same int8 samples). Provides
+``check_bit_exact``; skips the folder when gcc is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+for _name, _file in (("codegen_single_op", "single_op.py"), ("codegen_harness", "harness.py")):
+    if _name not in sys.modules:
+        _spec = importlib.util.spec_from_file_location(_name, Path(__file__).with_name(_file))
+        _module = importlib.util.module_from_spec(_spec)
+        sys.modules[_name] = _module  # before exec: its dataclasses look it up
+        _spec.loader.exec_module(_module)
+
+from codegen_harness import int8_samples, run_both  # noqa: E402
+
+
+def pytest_collection_modifyitems(items):
+    if shutil.which("gcc") is None:
+        skip = pytest.mark.skip(reason="gcc is not on PATH")
+        for item in items:
+            if "tests/codegen" in str(item.fspath):
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def check_bit_exact(tmp_path):
+    """``check(tflite, n=32, seed=0) -> (GeneratedModel, host outputs)``: host == TFLM."""
+
+    def check(tflite: Path, n: int = 32, seed: int = 0):
+        from tinyshare.export.inspect import inspect_model
+
+        info = inspect_model(tflite)
+        shape = info.tensor(info.inputs[0]).shape
+        x = int8_samples(np.random.default_rng(seed), shape, n)
+        gen, host, ref = run_both(tflite, tmp_path / f"c_{tflite.stem}", x)
+        diff = np.abs(host.astype(np.int32) - ref.astype(np.int32))
+        assert diff.max() == 0, (f"{tflite.name}: {int((diff > 0).sum())} of {diff.size} "
+                                 f"values differ, max {int(diff.max())} LSB")
+        return gen, host
+
+    return check
