@@ -8,9 +8,16 @@ from __future__ import annotations
 import copy
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from tinyshare.errors import ConfigError
 
@@ -95,6 +102,32 @@ class ValidationConfig(BaseModel):
         "top-1 (a fraction in [0, 1]) is below this; 0 = no floor")
 
 
+class ClusterConfig(BaseModel):
+    """Codebook (k-means) clustering of the trained weights (``[cluster]``; absent = none).
+
+    After training, every conv / linear weight with at least ``min_elements`` elements is
+    replaced by k centroids (per output channel or per tensor) and fine-tuned with the
+    assignment fixed (``tinyshare.quantize.cluster``). ``k`` must stay equal to
+    ``tinyshare.quantize.cluster.ALLOWED_K`` (a test holds them equal; config is imported
+    below the quantize package, so it cannot import it).
+    """
+
+    model_config = _Strict
+    k: Literal[4, 8, 16, 32] = Field(
+        description="centroids per output channel (or per tensor); the TFLM LUT index "
+        "width is ceil(log2(k)) bits")
+    per_channel: bool = True
+    epochs: PositiveInt = Field(3, description="fine-tuning epochs with the assignment fixed")
+    lr: float = Field(1e-3, gt=0.0, description="fine-tuning learning rate (Adam, cosine)")
+    min_elements: PositiveInt = Field(
+        64, description="weights with fewer elements are left unclustered")
+    lut: Literal["auto", "always"] = Field(
+        "auto", description="when a TFLM board flashes the LUT-compressed copy: auto = only "
+        "when the model bytes it saves exceed TFLM's tensor-decompression code it needs "
+        "(estimate); always = whenever the file is smaller (the firmware links that code "
+        "anyway)")
+
+
 class RunConfig(BaseModel):
     """The whole run. ``name`` names the folder ``runs/<name>/``."""
 
@@ -109,6 +142,17 @@ class RunConfig(BaseModel):
     train: TrainConfig = TrainConfig()
     quantize: QuantizeConfig = QuantizeConfig()
     validation: ValidationConfig = ValidationConfig()
+    cluster: ClusterConfig | None = Field(
+        None, description="codebook clustering after training; absent = no clustering")
+
+    @model_validator(mode="after")
+    def _cluster_needs_ptq(self) -> RunConfig:
+        if self.cluster is not None and self.quantize.method == "qat":
+            raise ValueError(
+                "[cluster] with quantize.method = \"qat\": QAT fine-tunes every weight after "
+                "clustering and would break the codebook; use quantize.method = \"ptq\" with "
+                "[cluster], or drop [cluster]")
+        return self
 
     @property
     def run_dir(self) -> Path:
@@ -120,6 +164,8 @@ class RunConfig(BaseModel):
 
 def _format_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
+    if first["type"] == "value_error" and not first["loc"]:  # a check across fields
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     field = ".".join(str(p) for p in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key '{field}'"
@@ -153,6 +199,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if fields is None or part not in fields:
                 raise ConfigError(f"--set {item!r}: unknown key '{key.strip()}'")
             node = fields[part].annotation
+            args = get_args(node)
+            if type(None) in args:  # an optional section, e.g. ``cluster: ClusterConfig | None``
+                node = next((a for a in args if a is not type(None)), node)
         target = out
         for part in parts[:-1]:
             target = target.setdefault(part, {})

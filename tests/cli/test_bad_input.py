@@ -173,3 +173,20 @@ def test_bad_quantize_settings(tmp_path, capsys, body, needles):
     code, err = _run(capsys, ["run", str(_config(tmp_path, body))])
     _assert_one_line_error(code, err, *needles)
     _assert_no_run_folder(tmp_path)
+
+
+def test_cluster_with_qat_is_refused_before_anything_runs(tmp_path, capsys):
+    body = '[quantize]\nmethod = "qat"\n\n[cluster]\nk = 16\n'
+    code, err = _run(capsys, ["run", str(_config(tmp_path, body))])
+    _assert_one_line_error(code, err, '[cluster] with quantize.method = "qat"',
+                           "would break the codebook")
+    assert "got {" not in err  # the message, not the whole config echoed
+    _assert_no_run_folder(tmp_path)
+
+
+def test_cluster_that_clusters_nothing_is_refused(tmp_path, capsys):
+    body = "[model]\nwidth = 4\n\n[cluster]\nk = 16\nmin_elements = 100000\n"
+    code, err = _run(capsys, ["run", str(_config(tmp_path, body))])
+    _assert_one_line_error(code, err, "cluster.min_elements = 100000 leaves no weight",
+                           "'digits_cnn'", "largest weight has")
+    _assert_no_run_folder(tmp_path)

@@ -121,7 +121,7 @@ def model_and_storage() -> tuple[dict, dict]:
     """The run-level ``model`` and ``storage`` dicts (the same in every board's report)."""
     model = {
         "name": "digits_cnn", "width": 16, "input_shape_nchw": [1, 1, 8, 8], "num_classes": 10,
-        "unique_params": 3027, "twin_params": 3594,
+        "unique_params": 3027, "twin_params": 3594, "mlperf_reference": None, "cluster": None,
         "sharing_groups": [
             {"name": "blocks.block.dw.weight", "shape": [1, 1, 3, 3], "stored_params": 9,
              "call_sites": 2, "kind": "filter shared across channels; block reused",
@@ -272,7 +272,11 @@ def board_report(kind: str, *, name: str | None = None) -> dict:
             "int8_pytorch_pt2e": 0.9694444444444444,
             "int8_reference": {"runtime": "litert-ref", "accuracy": 0.9694444444444444},
             "twin_float_pytorch": 0.9777777777777777, "twin_int8_litert_ref": 0.975,
-            "int8_runtimes": {rt: acc for rt, (acc, _, _) in runtimes.items()}},
+            "int8_runtimes": {rt: acc for rt, (acc, _, _) in runtimes.items()},
+            "quantization": {"method": "ptq", "float_pytorch": 0.9694444444444444,
+                             "int8_pytorch": 0.9694444444444444, "qat": None,
+                             "ptq_int8_pytorch": None, "control_int8_pytorch": None,
+                             "qat_recovered_fraction": None}},
         "agreement": {
             "reference": "litert-ref", "tolerance_lsb": 1,
             "reference_description": "LiteRT's reference int8 kernels (OpResolverType.BUILTIN_REF)",
@@ -293,7 +297,7 @@ def board_report(kind: str, *, name: str | None = None) -> dict:
             "ram_method": ram["method"], "ram_headroom_bytes": ram["headroom_bytes"],
             "arena": {"arena_bytes": 8_320, "planner_reported_bytes": 8_320, "search_steps": 14,
                       "note": "64-bit host build", "twin_arena_bytes": 7_664},
-            "notes": [], "flash": flash, "ram": ram},
+            "notes": [], "flash": flash, "ram": ram, "lut_compression": None},
         "emulated": None,
         "ops": [{"index": i, "op": op[0], "version": op[1]} for i, op in enumerate(_TFLITE_OPS)],
         "per_layer": per_layer(with_vela=kind == "ethosu"),

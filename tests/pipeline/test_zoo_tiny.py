@@ -17,6 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ZOO_TINY = {"ds_cnn_tiny": ((1, 49, 10), 0.70), "resnet8_tiny": ((3, 32, 32), 0.80),
             "mobilenet_v1_025_tiny": ((1, 96, 96), 0.75)}
 
+MLPERF = {"ds_cnn_tiny": "KWS DS-CNN", "resnet8_tiny": "IC ResNet-8",
+          "mobilenet_v1_025_tiny": "VWW MobileNet v1 0.25"}
+
 
 @pytest.fixture(scope="module", params=sorted(ZOO_TINY))
 def zoo_run(request, tmp_path_factory):
@@ -47,6 +50,10 @@ def test_zoo_model_runs_end_to_end_with_sharing_kept(zoo_run):
     assert v.checks["tflm"].agreement.within_tolerance
     report = json.loads((run.run_dir / "boards" / "stm32f746g-disco" / "report.json").read_text())
     assert next(c for c in report["checks"] if c["name"] == "weight sharing kept")["status"] == "PASS"
+    ref = report["model"]["mlperf_reference"]
+    assert ref["benchmark"] == MLPERF[name] and ref["source"].startswith("https://")
+    md = (run.run_dir / "boards" / "stm32f746g-disco" / "report.md").read_text()
+    assert f"MLPerf Tiny reference for this architecture: {MLPERF[name]}" in md
 
 
 def test_resize_and_channel_repeat_of_the_digits():

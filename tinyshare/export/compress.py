@@ -16,7 +16,6 @@ measured with ``os.stat`` on the written files, never computed.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinyshare.artifacts.files import atomic_write_bytes
 from tinyshare.errors import ConfigError, ExportError, ModelFileError, RuntimeUnavailableError
 
 __all__ = ["CompressedModel", "LutCandidate", "compress_tflite", "lut_candidates"]
@@ -211,14 +211,6 @@ def compress_tflite(
             out = lut_compress(data, specs)
     except Exception as exc:  # the compressor raises CompressionError, ValueError, ...
         raise ExportError(f"TFLM LUT compression of {src} failed: {exc}") from exc
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dst.name, suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(bytes(out))
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dst, bytes(out))  # temporary name + rename, like every export
     return CompressedModel(path=dst, source_bytes=os.stat(src).st_size,
                            compressed_bytes=os.stat(dst).st_size, tensors_bits=chosen)

@@ -110,10 +110,10 @@ def run(
 
     boards = [load_board(b) for b in cfg.boards]  # fail fast, before any folder exists
     splits = load_splits(cfg.data, cfg.seed)
-    if cfg.quantize.layers:
-        from tinyshare.pipeline.steps import check_quantize_settings
+    if cfg.quantize.layers or cfg.cluster is not None:
+        from tinyshare.pipeline.steps import check_model_settings
 
-        check_quantize_settings(cfg, splits)  # a sharing conflict fails before training
+        check_model_settings(cfg, splits)  # fails before training, before any folder
     final = cfg.run_dir
     staging = _staging_dir(final)
     if staging.exists():

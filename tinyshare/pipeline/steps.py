@@ -12,11 +12,14 @@ import numpy as np
 from tinyshare.artifacts import atomic_write_json, write_manifest
 from tinyshare.config import RunConfig, TrainConfig
 from tinyshare.data.splits import DataSplits
+from tinyshare.pipeline.clustering import ClusterSummary, cluster_and_finetune
 from tinyshare.pipeline.train import Progress, TrainResult, top1, train_model
 from tinyshare.artifacts.models import QuantizedModel
 
 if TYPE_CHECKING:
     import torch
+
+    from tinyshare.export.lut import LutExport
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,9 @@ class TrainedModel:
             shared model at initialisation, then trained on its own with the same seed
             and schedule (so its copies of a reused block diverge, as they would in a
             real unshared model, and no exporter can deduplicate them).
-        metrics / twin_metrics: float top-1 accuracies.
+        metrics / twin_metrics: float top-1 accuracies (after clustering, when on).
         unique_params / twin_params: stored parameter elements, each counted once.
+        cluster / twin_cluster: what codebook clustering did (``[cluster]``), else None.
     """
 
     model: torch.nn.Module
@@ -41,6 +45,8 @@ class TrainedModel:
     twin_params: int
     sharing_groups: tuple
     state_dict_path: Path
+    cluster: ClusterSummary | None = None
+    twin_cluster: ClusterSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,21 @@ class QuantizedPair:
     shared: QuantizedModel
     twin: QuantizedModel
     int8_test_accuracy: float
+    method: str = "ptq"
+    ptq_test_accuracy: float | None = None  # with QAT: PTQ of the same float model
+    # with QAT: the float model fine-tuned for as long as QAT, without fake quant, then
+    # PTQ: separates what quantization-aware training buys from what more training buys
+    control_test_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
 class ExportedModels:
-    """Paths of every exported file (float + int8, shared + twin)."""
+    """Paths of every exported file (float + int8, shared + twin).
+
+    ``lut``: with ``[cluster]``, the TFLM LUT-compressed copies of the int8 .tflite and of
+    its copy without tensor names (``model_int8_lut.tflite``,
+    ``model_int8_nonames_lut.tflite``) and the measured choice of tensors; else None.
+    """
 
     tflite_int8: Path
     onnx_int8: Path
@@ -63,6 +79,7 @@ class ExportedModels:
     twin_tflite_int8: Path
     twin_onnx_int8: Path
     tflite_int8_stripped: Path
+    lut: LutExport | None = None
 
 
 def deploy_copy(model):
@@ -86,25 +103,35 @@ def layer_overrides(cfg: RunConfig, twin=None) -> dict[str, bool]:
     return layers
 
 
-def check_quantize_settings(cfg: RunConfig, splits: DataSplits) -> None:
-    """Check ``quantize.layers`` against the configured model's sharing, before training.
+def check_model_settings(cfg: RunConfig, splits: DataSplits) -> None:
+    """Check the settings that depend on the configured model, before training:
+    ``quantize.layers`` against its sharing, and that ``[cluster]`` clusters something.
 
     Raises:
-        ConfigError: a name is not a module with weights, or a shared weight would get
-            two settings (``tinyshare.quantize.settings``).
+        ConfigError: a ``quantize.layers`` name is not a module with weights, a shared
+            weight would get two settings (``tinyshare.quantize.settings``), or no weight
+            has ``cluster.min_elements`` elements.
     """
+    from tinyshare.errors import ConfigError
     from tinyshare.models.zoo import build_model
+    from tinyshare.quantize.cluster import clusterable_weights
     from tinyshare.quantize.settings import per_channel_by_module
 
     model = build_model(cfg.model.name, input_shape=splits.input_shape,
                         num_classes=splits.num_classes, width=cfg.model.width)
     per_channel_by_module(model, cfg.quantize.per_channel, layer_overrides(cfg))
+    if cfg.cluster is not None and not clusterable_weights(model, cfg.cluster.min_elements):
+        largest = max(p.numel() for n, p in model.named_parameters() if n.endswith("weight"))
+        raise ConfigError(f"cluster.min_elements = {cfg.cluster.min_elements} leaves no weight "
+                          f"of model {cfg.model.name!r} to cluster; its largest weight has "
+                          f"{largest} elements")
 
 
 def train_stage(
     cfg: RunConfig, splits: DataSplits, out: Path, progress: Progress | None = None
 ) -> TrainedModel:
-    """Build the configured zoo model, train it, and save its state_dict."""
+    """Build the configured zoo model, train it (and its twin), cluster both when
+    ``[cluster]`` is set, and save the state_dicts."""
     import torch
 
     from tinyshare.models.sharing import sharing_groups, unique_parameters, unshared_twin
@@ -119,6 +146,14 @@ def train_stage(
     twin_metrics = train_model(
         twin, splits, cfg.train, cfg.seed,
         (lambda _t, d, n: progress("train twin", d, n)) if progress else None)
+    cluster = twin_cluster = None
+    if cfg.cluster is not None:
+        cluster = cluster_and_finetune(model, metrics, cfg.cluster, cfg.train.batch_size,
+                                       splits, cfg.seed, progress, "cluster")
+        twin_cluster = cluster_and_finetune(twin, twin_metrics, cfg.cluster,
+                                            cfg.train.batch_size, splits, cfg.seed, progress,
+                                            "cluster twin")
+        metrics, twin_metrics = cluster.after, twin_cluster.after
     out.mkdir(parents=True, exist_ok=True)
     sd_path = out / "model_state_dict.pt"
     torch.save(model.state_dict(), sd_path)
@@ -127,16 +162,20 @@ def train_stage(
     result = TrainedModel(
         model=model, twin=twin, metrics=metrics, twin_metrics=twin_metrics,
         unique_params=unique_parameters(model), twin_params=unique_parameters(twin),
-        sharing_groups=groups, state_dict_path=sd_path,
+        sharing_groups=groups, state_dict_path=sd_path, cluster=cluster,
+        twin_cluster=twin_cluster,
     )
     atomic_write_json(out / "metrics.json", {
         "model": cfg.model.name, "metrics": metrics, "twin_metrics": twin_metrics,
         "unique_params": result.unique_params, "twin_params": result.twin_params,
         "sharing_groups": groups,
+        "cluster": cluster.as_dict() if cluster else None,
+        "twin_cluster": twin_cluster.as_dict() if twin_cluster else None,
     })
-    write_manifest(out, stage="train", inputs={"train": cfg.train.model_dump(),
-                   "model": cfg.model.model_dump()}, seconds=time.perf_counter() - t0,
-                   seed=cfg.seed)
+    write_manifest(out, stage="train", inputs={
+        "train": cfg.train.model_dump(), "model": cfg.model.model_dump(),
+        "cluster": cfg.cluster.model_dump() if cfg.cluster else None},
+        seconds=time.perf_counter() - t0, seed=cfg.seed)
     return result
 
 
@@ -161,6 +200,25 @@ def _quantize_one(cfg: RunConfig, model, splits: DataSplits, twin: bool,
         per_channel=q.per_channel, layers=layers)
 
 
+def _qat_baselines(cfg: RunConfig, model, splits: DataSplits,
+                   progress: Progress | None) -> tuple[float, float]:
+    """PyTorch int8 test top-1 of (PTQ of ``model``, PTQ of ``model`` fine-tuned in float
+    with the QAT schedule): what QAT is measured against."""
+    import copy
+
+    ptq_cfg = cfg.model_copy(update={"quantize": cfg.quantize.model_copy(
+        update={"method": "ptq"})})
+    ptq = _quantize_one(ptq_cfg, model, splits, False, None)
+    control = copy.deepcopy(model)
+    q = cfg.quantize.qat
+    train_model(control, splits, TrainConfig(epochs=q.epochs, batch_size=q.batch_size,
+                                             lr=q.lr), cfg.seed,
+                (lambda _t, d, n: progress("qat control", d, n)) if progress else None)
+    ctl = _quantize_one(ptq_cfg, control, splits, False, None)
+    return (top1(ptq.run(splits.x_test), splits.y_test),
+            top1(ctl.run(splits.x_test), splits.y_test))
+
+
 def quantize_stage(
     cfg: RunConfig, trained: TrainedModel, splits: DataSplits, out: Path,
     progress: Progress | None = None,
@@ -171,6 +229,9 @@ def quantize_stage(
     shared = _quantize_one(cfg, trained.model, splits, False, progress)
     twin = _quantize_one(cfg, trained.twin, splits, True, progress)
     acc = top1(shared.run(splits.x_test), splits.y_test)
+    ptq_acc = control_acc = None
+    if cfg.quantize.method == "qat":
+        ptq_acc, control_acc = _qat_baselines(cfg, trained.model, splits, progress)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "weights_int8.npz", **{
         f"{w.name}.{part}": getattr(w, part)
@@ -181,7 +242,12 @@ def quantize_stage(
         "qat": cfg.quantize.qat.model_dump() if cfg.quantize.method == "qat" else None,
         "per_channel": shared.per_channel,
         "layers": {k: v.model_dump() for k, v in cfg.quantize.layers.items()},
+        # the twin's copies of a reused block are named apart: overrides of such a block
+        # reach only the shared model, and the twin keeps the global setting there
+        "twin_layers": layer_overrides(cfg, trained.twin),
         "int8_test_accuracy_pytorch": acc,
+        "ptq_int8_test_accuracy_pytorch": ptq_acc,
+        "control_int8_test_accuracy_pytorch": control_acc,
         "input": {"scale": shared.input_scale, "zero_point": shared.input_zero_point},
         "output": {"scale": shared.output_scale, "zero_point": shared.output_zero_point},
         "weights": [{"name": w.name, "shape": list(w.values.shape), "axis": w.axis,
@@ -191,15 +257,18 @@ def quantize_stage(
     write_manifest(out, stage="quantize", inputs={"quantize": cfg.quantize.model_dump(),
                    "calib_samples": int(len(splits.x_calib))},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
-    return QuantizedPair(shared=shared, twin=twin, int8_test_accuracy=acc)
+    return QuantizedPair(shared=shared, twin=twin, int8_test_accuracy=acc,
+                         method=cfg.quantize.method, ptq_test_accuracy=ptq_acc,
+                         control_test_accuracy=control_acc)
 
 
 def export_stage(
     cfg: RunConfig, trained: TrainedModel, quantized: QuantizedPair, out: Path,
     progress: Progress | None = None,
 ) -> ExportedModels:
-    """Write the four model files, the twin's int8 files for the sharing report, and the int8
-    .tflite without tensor names for boards that ask for it (``strip_tensor_names``)."""
+    """Write the four model files, the twin's int8 files for the sharing report, the int8
+    .tflite without tensor names for boards that ask for it (``strip_tensor_names``) and,
+    with ``[cluster]``, TFLM LUT-compressed copies of both int8 .tflite files."""
     from tinyshare.export.onnx import export_onnx_float, export_onnx_int8
     from tinyshare.export.strip import strip_tensor_names
     from tinyshare.export.tflite import export_tflite_float, export_tflite_int8
@@ -222,10 +291,23 @@ def export_stage(
          "model_int8_nonames.tflite"),
     ]
     paths = {}
+    total = len(jobs) + (cfg.cluster is not None)
     for i, (key, fn, rel) in enumerate(jobs):
         paths[key] = fn(out / rel)
         if progress:
-            progress("export", i + 1, len(jobs))
-    write_manifest(out, stage="export", inputs={"formats": [j[2] for j in jobs]},
+            progress("export", i + 1, total)
+    formats = [j[2] for j in jobs]
+    lut = None
+    if cfg.cluster is not None:
+        from tinyshare.export.lut import write_lut_copies
+
+        lut = write_lut_copies(paths["tflite_int8"], paths["tflite_int8_stripped"],
+                               out / "model_int8_lut.tflite",
+                               out / "model_int8_nonames_lut.tflite", cfg.cluster.k)
+        atomic_write_json(out / "lut.json", lut)
+        formats += [c.path.name for c in (lut.named, lut.stripped) if c is not None]
+        if progress:
+            progress("export", total, total)
+    write_manifest(out, stage="export", inputs={"formats": formats},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
-    return ExportedModels(**paths)
+    return ExportedModels(**paths, lut=lut)

@@ -1,8 +1,9 @@
 """VALIDATE stage: run the exported files on every host runtime and compare in LSB.
 
-The int8 reference is LiteRT with its builtin kernels and no delegate. The host runs use
-each runtime's own host build. With ``validation.emulate``, every Linux board's runtimes
-also run from the board's device image under qemu-user (``tinyshare.pipeline.emulate``).
+The int8 reference is LiteRT with its reference kernels (``BUILTIN_REF``) and no delegate.
+The host runs use each runtime's own host build. With ``validation.emulate``, every Linux
+board's runtimes also run from the board's device image under qemu-user
+(``tinyshare.pipeline.emulate``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tinyshare.targets.runtimes.base import nchw_to_nhwc
 
 if TYPE_CHECKING:
     from tinyshare.pipeline.emulate import BoardEmulation
+    from tinyshare.quantize.codebook import CodebookCheck
     from tinyshare.targets.agreement import Agreement
     from tinyshare.targets.runtimes.tflm import ArenaMeasurement
     from tinyshare.targets.vela import VelaReport
@@ -55,13 +57,45 @@ class RuntimeCheck:
 
 
 @dataclass(frozen=True)
+class LutValidation:
+    """TFLM on the LUT-compressed copies against TFLM on the uncompressed files.
+
+    Attributes:
+        model_file / stripped_model_file: the compressed copies (named, without names).
+        arena: the compressed model's smallest working arena, measured like the
+            uncompressed one (``find_arena_bytes`` on the named file); the decoded weights
+            live in it.
+        max_diff_lsb: largest |difference| of TFLM's int8 outputs, compressed named file
+            against the uncompressed named file (must be 0).
+        stripped_max_diff_lsb: the same for the two files without tensor names.
+        n_values_differing: output values that differ over both comparisons.
+        accuracy: TFLM top-1 of the compressed named file on the test samples.
+    """
+
+    model_file: str
+    stripped_model_file: str
+    arena: ArenaMeasurement
+    max_diff_lsb: int
+    stripped_max_diff_lsb: int
+    n_values_differing: int
+    accuracy: float
+
+    @property
+    def identical(self) -> bool:
+        """Both compressed copies give exactly the uncompressed files' outputs."""
+        return self.max_diff_lsb == 0 and self.stripped_max_diff_lsb == 0
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     """All host runtime checks plus the TFLM arena of the int8 model.
 
     ``stripped_tflm_max_diff_lsb`` is the largest difference between TFLM's int8 outputs
     of the .tflite without tensor names and of the original (0 when they are identical).
     Every accuracy here is top-1 on the same ``n_samples`` test samples. The twin's int8
-    accuracy is measured on LiteRT's builtin kernels (the reference).
+    accuracy is measured on LiteRT's reference kernels (the reference). With ``[cluster]``,
+    ``codebook`` checks the int8 weights kept ≤ k values per channel and ``lut`` compares
+    TFLM on the LUT-compressed copies with TFLM on the uncompressed files.
     """
 
     reference: str
@@ -79,6 +113,8 @@ class ValidationResult:
     stripped_tflm_max_diff_lsb: int
     emulation: dict[str, BoardEmulation] = field(default_factory=dict)
     vela: dict[str, VelaReport] = field(default_factory=dict)
+    codebook: CodebookCheck | None = None
+    lut: LutValidation | None = None
 
 
 def validate_stage(
@@ -100,7 +136,7 @@ def validate_stage(
     n = cfg.validation.max_samples or len(splits.y_test)
     x, y = splits.x_test[:n], splits.y_test[:n]
     tol = cfg.validation.tolerance_lsb
-    steps = 7
+    steps = 7 + (exported.lut is not None and exported.lut.named is not None)
     done = 0
 
     def tick() -> None:
@@ -126,8 +162,7 @@ def validate_stage(
     runs["tflm"] = ("NHWC", exported.tflite_int8,
                     run_tflm(exported.tflite_int8, nchw_to_nhwc(x), arena_bytes=arena.arena_bytes))
     stripped = run_tflm(exported.tflite_int8_stripped, nchw_to_nhwc(x), arena_bytes=arena.arena_bytes)
-    stripped_diff = int(np.abs(stripped.raw.astype(np.int32)
-                               - runs["tflm"][2].raw.astype(np.int32)).max())
+    stripped_diff = _max_diff(stripped, runs["tflm"][2])[0]
     tick()
     ref = runs[REFERENCE_RUNTIME][2]
     checks = {
@@ -146,6 +181,10 @@ def validate_stage(
     float_acc["onnxruntime (float .onnx)"] = top1(
         run_onnxruntime(exported.onnx_float, x, optimization="all").dequantized, y)
     tick()
+    lut = None
+    if exported.lut is not None and exported.lut.named is not None:
+        lut = _lut(exported.lut, x, y, runs["tflm"][2], stripped)
+        tick()
     emulation = _emulate(cfg, boards, exported, x, y, ref, progress)
     vela = _vela(boards, exported, out)
     result = ValidationResult(
@@ -156,7 +195,7 @@ def validate_stage(
         twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, nchw_to_nhwc(x)).dequantized, y),
         float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
         twin_arena=twin_arena, stripped_tflm_max_diff_lsb=stripped_diff, emulation=emulation,
-        vela=vela,
+        vela=vela, codebook=_codebook(trained, quantized), lut=lut,
     )
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "outputs_int8.npz", **{k: v[2].raw for k, v in runs.items()})
@@ -164,6 +203,41 @@ def validate_stage(
     write_manifest(out, stage="validate", inputs={"n_samples": int(n), "tolerance_lsb": tol},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
     return result
+
+
+def _max_diff(a, b) -> tuple[int, int]:
+    """(max |a - b| in LSB, count of differing values) of two runs' int8 outputs."""
+    from tinyshare.targets.agreement import compare
+
+    agreement = compare(b, a, tolerance_lsb=0)
+    return agreement.max_abs_diff_lsb, agreement.n_values_differing
+
+
+def _lut(lut, x, y, tflm, tflm_stripped) -> LutValidation:
+    """TFLM on both compressed copies (at the compressed model's own measured arena)
+    against TFLM's outputs of the uncompressed files (``tflm``, ``tflm_stripped``)."""
+    from tinyshare.targets.runtimes.tflm import find_arena_bytes, run_tflm
+
+    arena = find_arena_bytes(lut.named.path, nchw_to_nhwc(x[:1]))
+    named = run_tflm(lut.named.path, nchw_to_nhwc(x), arena_bytes=arena.arena_bytes)
+    stripped = run_tflm(lut.stripped.path, nchw_to_nhwc(x), arena_bytes=arena.arena_bytes)
+    diff, n1 = _max_diff(named, tflm)
+    stripped_diff, n2 = _max_diff(stripped, tflm_stripped)
+    return LutValidation(model_file=lut.named.path.name,
+                         stripped_model_file=lut.stripped.path.name, arena=arena,
+                         max_diff_lsb=diff, stripped_max_diff_lsb=stripped_diff,
+                         n_values_differing=n1 + n2, accuracy=top1(named.dequantized, y))
+
+
+def _codebook(trained, quantized):
+    """The int8 codebook check of the clustered shared model (None without clustering)."""
+    if trained.cluster is None:
+        return None
+    from tinyshare.quantize.codebook import check_codebook
+
+    floats = {n: p.detach().cpu().numpy() for n, p in trained.model.named_parameters()}
+    return check_codebook(quantized.shared.weights, trained.cluster.tensors, trained.cluster.k,
+                          floats)
 
 
 def _vela(boards, exported, out: Path) -> dict:

@@ -36,6 +36,7 @@ __all__ = [
     "ClusterResult",
     "ClusteredTensor",
     "cluster_weights",
+    "clusterable_weights",
     "clustered_parameters",
     "distinct_values_per_channel",
     "strip_clustering",
@@ -112,6 +113,12 @@ def _weight_params(model) -> list[tuple[str, object]]:
             seen.add(id(p))
             out.append((f"{mod_name}.{attr}" if mod_name else attr, p))
     return out
+
+
+def clusterable_weights(model, min_elements: int = 64) -> list[str]:
+    """Names of the conv / linear weights ``cluster_weights`` would cluster: those with at
+    least ``min_elements`` elements, each tied Parameter once."""
+    return [name for name, p in _weight_params(model) if p.numel() >= min_elements]
 
 
 def _cluster_1d(values: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

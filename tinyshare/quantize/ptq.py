@@ -20,21 +20,36 @@ from tinyshare.artifacts.models import (
     graph_attr,
     require_deploy_form,
 )
-from tinyshare.errors import QuantizationError, SharingError
+from tinyshare.errors import QuantizationError, RuntimeUnavailableError, SharingError
 
 log = logging.getLogger(__name__)
 
 
 def make_quantizer(per_channel: bool, qat: bool = False,
                    per_module: Mapping[str, bool] | None = None):
-    """litert-torch's ``PT2EQuantizer`` with our node-by-node annotation (``annotate.py``):
-    int8 symmetric weights, per-channel or per-tensor, overridden per module by
-    ``per_module`` (``{module fqn: per_channel}``, from ``settings.per_channel_by_module``);
-    ``qat`` gives fake-quantize specs."""
-    from litert_torch.quantize.pt2e_quantizer import (
-        PT2EQuantizer,
-        get_symmetric_quantization_config,
-    )
+    """litert-torch's ``PT2EQuantizer`` with our node-by-node annotation (``annotate.py``).
+
+    Args:
+        per_channel: the global weight granularity (int8 symmetric; per-channel on axis 0
+            or per-tensor); activations are always per-tensor affine int8.
+        qat: give fake-quantize specs (moving-average observers) for QAT.
+        per_module: ``{module fqn: per_channel}`` overrides, already checked against
+            sharing (``settings.per_channel_by_module``).
+
+    Returns:
+        A quantizer for ``prepare_pt2e`` / ``prepare_qat_pt2e``.
+
+    Raises:
+        RuntimeUnavailableError: litert-torch cannot be imported.
+    """
+    try:
+        from litert_torch.quantize.pt2e_quantizer import (
+            PT2EQuantizer,
+            get_symmetric_quantization_config,
+        )
+    except ImportError as exc:  # pragma: no cover - a pinned dependency
+        raise RuntimeUnavailableError(f"int8 quantization needs litert-torch: {exc}; "
+                                      "reinstall with `make install`") from exc
 
     from tinyshare.quantize.annotate import annotate_graph
 

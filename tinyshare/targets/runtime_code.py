@@ -111,6 +111,9 @@ class CodeSizeEstimate:
             are likely off for a Cortex-M build.
         source: the file and reader the sizes come from, and a published figure to compare.
         unmatched_ops: used op codes the resolver registers no kernel for (not counted).
+        decompression_bytes: code of TFLM's tensor-decompression feature reachable from the
+            used kernels and the core (USE_TFLM_COMPRESSION); not in ``total_bytes``: only a
+            firmware that runs LUT-compressed models (DECODE) links it.
     """
 
     total_bytes: int
@@ -120,6 +123,7 @@ class CodeSizeEstimate:
     method: str
     source: str
     unmatched_ops: tuple[str, ...]
+    decompression_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -254,7 +258,8 @@ def _estimate(ops: frozenset[str]) -> CodeSizeEstimate:
     return CodeSizeEstimate(
         total_bytes=core_bytes + shared_bytes + sum(per_kernel.values()),
         per_kernel_bytes=MappingProxyType(per_kernel), shared_helpers_bytes=shared_bytes,
-        core_bytes=core_bytes, method=method, source=source, unmatched_ops=unmatched)
+        core_bytes=core_bytes, method=method, source=source, unmatched_ops=unmatched,
+        decompression_bytes=cut_bytes)
 
 
 def tflm_code_symbols(op_codes: Iterable[str]) -> Mapping[str, tuple[str, ...]]:

@@ -51,6 +51,30 @@ MODELS.register("resnet8", _resnet8)
 MODELS.register("mobilenet_v1_025", _mobilenet_v1_025)
 
 
+# MLPerf Tiny v0.5 reference models, int8 (TFLite): "DS-CNN ... 53KB", "325KB MobileNet",
+# "ResNet ... 96KB of parameters" (L. Gwennap, "MLPerf Gets Tiny", Linley Newsletter,
+# 2021-08-03, https://linleygroup.com/newsletters/newsletter_detail.php?num=6344&year=2021&tag=3;
+# the suite: C. Banbury et al., "MLPerf Tiny Benchmark", arXiv:2106.07597).
+_MLPERF_TINY_SOURCE = ("https://linleygroup.com/newsletters/newsletter_detail.php?"
+                       "num=6344&year=2021&tag=3")
+_MLPERF_TINY = {"ds_cnn": ("KWS DS-CNN", 53_000), "resnet8": ("IC ResNet-8", 96_000),
+                "mobilenet_v1_025": ("VWW MobileNet v1 0.25", 325_000)}
+
+
+def reference_size(name: str) -> dict | None:
+    """The MLPerf Tiny reference model a zoo model stands in for, or None.
+
+    Returns:
+        ``{"benchmark", "int8_model_bytes", "label", "source"}``: the reference's int8
+        model size as published (about; decimal KB), with its source URL.
+    """
+    if name not in _MLPERF_TINY:
+        return None
+    bench, nbytes = _MLPERF_TINY[name]
+    return {"benchmark": bench, "int8_model_bytes": nbytes,
+            "label": f"{bench} ≈ {nbytes // 1000} KB", "source": _MLPERF_TINY_SOURCE}
+
+
 def build_model(
     name: str, *, input_shape: tuple[int, int, int], num_classes: int, width: int
 ) -> nn.Module:

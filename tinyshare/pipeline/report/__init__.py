@@ -21,6 +21,7 @@ from tinyshare.pipeline.report.markdown import board_markdown, summary_markdown
 from tinyshare.pipeline.report.schema import validate_report
 
 if TYPE_CHECKING:
+    from tinyshare.export.lut import LutExport
     from tinyshare.pipeline.report.runtime_code import RuntimeCode
     from tinyshare.targets.arena_plan import ArenaEstimate
     from tinyshare.targets.board import BoardProfile
@@ -47,6 +48,7 @@ class _Context:
     twin_arena_estimate: ArenaEstimate  # of the twin's int8 .tflite
     runtime_code: Callable[[BoardProfile], RuntimeCode | None]
     root: Path  # the run folder being written (paths in commands are made relative to it)
+    lut: LutExport | None = None  # the LUT-compressed copies of a clustered model
 
 
 def sharing_check(infos: dict, n_unique_weights: int) -> Check:
@@ -88,10 +90,20 @@ def _image_root(validation, board: str) -> Path | None:
     return Path(emu.image_manifest).parent if emu is not None and emu.image_manifest else None
 
 
+def _flashed_tflite(board, report: dict) -> str:
+    """The ``infos`` key of the .tflite ``board`` flashes, as its report decided: the
+    LUT-compressed copy where ``footprint.lut_compression.applied`` (``report.cluster``
+    decides it once), without tensor names where the board strips them."""
+    lut = report["footprint"].get("lut_compression")
+    key = "tflite_int8_lut" if lut and lut["applied"] else "tflite_int8"
+    return f"{key}_stripped" if board.strip_tensor_names else key
+
+
 def report_stage(cfg, boards, splits, trained, quantized, exported, validation, root: Path,
                  *, command: str, stage_seconds: dict) -> dict[str, BoardReport]:
     """Write every board's report and the summary; returns ``{board: BoardReport}``."""
     from tinyshare.export.inspect import inspect_model
+    from tinyshare.models.zoo import reference_size
     from tinyshare.pipeline.report.runtime_code import runtime_code_for
     from tinyshare.targets.arena_plan import estimate_tflm_arena
 
@@ -103,7 +115,12 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         "tflite_int8_stripped": exported.tflite_int8_stripped,
     }
     infos = {k: inspect_model(p) for k, p in files.items()}
-    storage = {k: storage_summary(i) for k, i in infos.items() if k != "tflite_int8_stripped"}
+    lut = exported.lut
+    if lut is not None and lut.named is not None:
+        infos["tflite_int8_lut"] = inspect_model(lut.named.path)
+        infos["tflite_int8_lut_stripped"] = inspect_model(lut.stripped.path)
+    storage = {k: storage_summary(i) for k, i in infos.items()
+               if k not in ("tflite_int8_stripped", "tflite_int8_lut", "tflite_int8_lut_stripped")}
     storage["saved_by_sharing_bytes"] = {
         fmt: infos[f"twin_{fmt}_int8"].stored_weight_bytes - infos[f"{fmt}_int8"].stored_weight_bytes
         for fmt in ("tflite", "onnx")
@@ -112,11 +129,13 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         "name": cfg.model.name, "width": cfg.model.width,
         "input_shape_nchw": [1, *splits.input_shape], "num_classes": splits.num_classes,
         "unique_params": trained.unique_params, "twin_params": trained.twin_params,
+        "mlperf_reference": reference_size(cfg.model.name),
         "sharing_groups": [g.__dict__ for g in trained.sharing_groups],
         "int8_weight_tensors": [
             {"name": w.name, "shape": list(w.values.shape), "scales": int(w.scales.size),
              "call_sites": w.call_sites} for w in quantized.shared.weights],
         "data": {"source": splits.source, "sizes": splits.sizes()},
+        "cluster": trained.cluster.as_dict() if trained.cluster is not None else None,
     }
     ctx = _Context(
         cfg=cfg, trained=trained, quantized=quantized, validation=validation, infos=infos,
@@ -135,9 +154,10 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         per_layer=_per_layer(infos),
         arena_estimate=estimate_tflm_arena(infos["tflite_int8"]),
         twin_arena_estimate=estimate_tflm_arena(infos["twin_tflite_int8"]),
+        # the uncompressed graph's kernels; report.cluster adds the decompression code
         runtime_code=lambda board: runtime_code_for(board, infos["tflite_int8"],
                                                     _image_root(validation, board.name)),
-        root=root,
+        root=root, lut=lut,
     )
     reports = {b.name: build_board_report(ctx, b) for b in boards}
     for board in boards:
@@ -147,7 +167,7 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         # The schema in the repo, checked on the JSON as written; a mismatch is our bug.
         validate_report(json.loads((d / "report.json").read_text()))
         atomic_write_text(d / "report.md", board_markdown(rep.data))
-        tflite = exported.tflite_int8_stripped if board.strip_tensor_names else exported.tflite_int8
+        tflite = infos[_flashed_tflite(board, rep.data)].path
         vela = validation.vela.get(board.name)
         write_deploy_folder(root / board.name, board, {"tflite": tflite, "onnx": exported.onnx_int8},
                             quantized.shared, splits.input_shape, d,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tinyshare.pipeline.report.checks import Check, accuracy_check
+from tinyshare.pipeline.report.cluster import cluster_checks, with_lut
 from tinyshare.pipeline.report.schema import REPORT_SCHEMA_VERSION
 
 MIN_TOP1_AGREEMENT = 0.99  # emulated on-device runs against the host reference
@@ -30,6 +31,22 @@ def storage_summary(info) -> dict:
             for g in info.sharing_groups
         ],
     }
+
+
+def _quantization_summary(ctx) -> dict:
+    """How the int8 model was made, with PyTorch int8 top-1 on the whole test split; with
+    QAT also the PTQ top-1 of the same float model and the share of its loss recovered."""
+    q, qcfg = ctx.quantized, ctx.cfg.quantize
+    out = {"method": q.method, "float_pytorch": ctx.trained.metrics.test_accuracy,
+           "int8_pytorch": q.int8_test_accuracy,
+           "qat": qcfg.qat.model_dump() if q.method == "qat" else None,
+           "ptq_int8_pytorch": q.ptq_test_accuracy,
+           "control_int8_pytorch": q.control_test_accuracy, "qat_recovered_fraction": None}
+    if q.ptq_test_accuracy is not None:
+        loss = ctx.trained.metrics.test_accuracy - q.ptq_test_accuracy
+        if loss > 0:
+            out["qat_recovered_fraction"] = (q.int8_test_accuracy - q.ptq_test_accuracy) / loss
+    return out
 
 
 def _runtime_checks(board, validation, float_acc: float, vcfg) -> tuple[list, list, dict]:
@@ -216,8 +233,9 @@ def build_board_report(ctx, board) -> BoardReport:
     vcfg = ctx.cfg.validation
     float_acc = v.float_pytorch_accuracy
     emu_checks, emu_data = _emulated(board, v, float_acc, vcfg)
-    facts = _memory_facts(ctx, board, emu_data)
+    facts, lut = with_lut(ctx, board, _memory_facts(ctx, board, emu_data))
     fp, footprint = assess_board(board, facts)
+    footprint["lut_compression"] = lut
     checks = _budget_checks(fp, board)
     rt_checks, runs, rows = _runtime_checks(board, v, float_acc, vcfg)
     checks += rt_checks
@@ -239,6 +257,7 @@ def build_board_report(ctx, board) -> BoardReport:
                             "from the named file's by "
                             f"at most {d} LSB (must be 0); stripping saves "
                             f"{facts.tensor_names_bytes:,} B of flash", kind="export"))
+    checks += cluster_checks(board, v.codebook, ctx.lut, v.lut)
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
         checks.append(Check("onnxruntime optimization levels (host build)", "FINDING",
                             v.onnx_level_finding, kind="agreement"))
@@ -284,6 +303,7 @@ def build_board_report(ctx, board) -> BoardReport:
             "int8_runtimes": {k: rows[k]["accuracy"] for k in runs},
             "max_accuracy_drop_points": vcfg.max_accuracy_drop_points,
             "min_top1": vcfg.min_top1,
+            "quantization": _quantization_summary(ctx),
         },
         "agreement": {"reference": v.reference, "tolerance_lsb": v.tolerance_lsb,
                       "reference_description": "LiteRT's reference int8 kernels "

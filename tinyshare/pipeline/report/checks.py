@@ -15,8 +15,9 @@ class Check:
     under emulation). Only FAIL makes the verdict FAIL.
 
     ``kind`` types the gate for the report's ``violations``: "budget", "op_support",
-    "accuracy", "agreement", "sharing", "emulation" or "export". A budget check carries
-    ``budget`` ("flash" / "ram") and ``need_bytes`` / ``have_bytes`` / ``reserved_bytes``.
+    "accuracy", "agreement", "sharing", "emulation", "export" or "cluster" (the codebook
+    of a clustered model). A budget check carries ``budget`` ("flash" / "ram") and
+    ``need_bytes`` / ``have_bytes`` / ``reserved_bytes``.
     """
 
     name: str

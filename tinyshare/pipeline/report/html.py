@@ -118,8 +118,12 @@ def _arena_cell(r: dict) -> str:
     measured, estimate = a["measured_bytes"], a["estimate_bytes"]
     diff = estimate - measured
     rel = f" ({100.0 * diff / measured:+.1f} %)" if measured else ""
+    lut = _get(r, "footprint", "lut_compression")
+    lut_text = (f"<br><b>{lut['compressed_arena_bytes']:,} B</b> measured, LUT-compressed model "
+                "(flashed; the figures above are the uncompressed model's)"
+                if lut and lut.get("applied") else "")
     return (f"<b>{measured:,} B</b> measured<br>{estimate:,} B estimate<br><span class=\"sub\">"
-            f"estimate − measured: {diff:+,} B{rel}<br>{_e(a['build'])}</span>")
+            f"estimate − measured: {diff:+,} B{rel}<br>{_e(a['build'])}</span>{lut_text}")
 
 
 def _board_rows(boards: list[dict]) -> list[list[str]]:
@@ -135,6 +139,11 @@ def _board_rows(boards: list[dict]) -> list[list[str]]:
                    else "peak RSS not measured" if b["os"] == "linux" else "")
         code_note = ("runtime code not counted" if "runtime_code_bytes" in flash
                      and flash["runtime_code_bytes"] is None else "")
+        lut = _get(r, "footprint", "lut_compression")
+        if lut and lut.get("applied"):
+            code_note += ("; " if code_note else "") + (
+                f"LUT-compressed model {lut['compressed_model_file_bytes']:,} B (uncompressed "
+                f"{lut['uncompressed_model_file_bytes']:,} B)")
         rows.append([
             f"<b>{_e(b['name'])}</b><br><span class=\"sub\">{_e(b['display_name'])} · "
             f"{_e(b['cpu'])} · {_e(', '.join(b['runtimes']))}</span>",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tinyshare.pipeline.report.markdown_cluster import cluster_section
 from tinyshare.pipeline.report.markdown_memory import (
     flash_section,
     per_layer_section,
@@ -24,6 +25,16 @@ def _storage_rows(storage: dict) -> list[list[object]]:
     return rows
 
 
+def _reference_line(ref: dict | None, storage: dict) -> str:
+    if not ref:
+        return ""
+    return (f"MLPerf Tiny reference for this architecture: {ref['benchmark']}, int8 .tflite "
+            f"≈ {ref['int8_model_bytes'] // 1000} KB as published ({ref['source']}); this "
+            f"run's int8 .tflite: {_b(storage['tflite_int8']['file_bytes'])} shared, "
+            f"{_b(storage['twin_tflite_int8']['file_bytes'])} for the unshared twin, at the "
+            "configured width.")
+
+
 def _sharing_section(model: dict, storage: dict) -> list[str]:
     saved = storage["saved_by_sharing_bytes"]
     out = [
@@ -34,6 +45,7 @@ def _sharing_section(model: dict, storage: dict) -> list[str]:
         "topology, independent weights, trained on its own) stores.",
         f"Stored weight bytes saved by sharing in the int8 files: TFLite {_b(saved['tflite'])}, "
         f"ONNX {_b(saved['onnx'])}.",
+        _reference_line(model.get("mlperf_reference"), storage),
         "",
         "Shared parameters (element counts of the float model; in the int8 files a "
         "conv/linear bias is stored once per call site as int32, because its scale is the "
@@ -114,6 +126,7 @@ def board_markdown(r: dict) -> str:
     lines += ram_section(fp)
     lines += [f"- {n}" for n in fp["notes"]]
     lines += vela_section(r.get("vela"))
+    lines += cluster_section(r)
     lines += [
         "",
         "## Accuracy (top-1 on the test split, "
@@ -129,6 +142,8 @@ def board_markdown(r: dict) -> str:
                   if k != acc["int8_reference"]["runtime"]]
                + [["unshared twin, float", "PyTorch", _pct(acc["twin_float_pytorch"])],
                   ["unshared twin, int8", "litert-ref", _pct(acc["twin_int8_litert_ref"])]]),
+        "",
+        quantization_line(acc.get("quantization")),
         "",
         f"## Agreement with `{agr['reference']}` (tolerance ±{agr['tolerance_lsb']} LSB)",
         "",
@@ -190,7 +205,7 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
                   f"{_pct(first['int8_reference']['accuracy'])}. The unshared twin: float "
                   f"{_pct(first['twin_float_pytorch'])}, int8 (litert-ref) "
                   f"{_pct(first['twin_int8_litert_ref'])}. Top-1 on {first['n_samples']} test "
-                  "samples.", ""]
+                  "samples.", "", quantization_line(first.get("quantization")), ""]
     lines += [
         _table(["board", "verdict", "runtimes", "worst int8 top-1",
                 "worst max abs diff vs reference (LSB)",
@@ -205,3 +220,28 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
     ]
     lines += _sharing_section(model, storage)
     return "\n".join(lines)
+
+
+def quantization_line(q: dict | None) -> str:
+    """One line on how the int8 model was made (PTQ, or QAT with what it recovered)."""
+    if not q:
+        return ""
+    if q["method"] == "ptq":
+        return (f"Quantization: post-training (PT2E PTQ). PyTorch top-1 on the whole test "
+                f"split: float {_pct(q['float_pytorch'])}, int8 {_pct(q['int8_pytorch'])}.")
+    qat = q["qat"]
+    line = (f"Quantization: QAT, {qat['epochs']} epochs of fake-quantized fine-tuning at lr "
+            f"{qat['lr']:g} after training. PyTorch top-1 on the whole test split: float "
+            f"{_pct(q['float_pytorch'])}, int8 by PTQ {_pct(q['ptq_int8_pytorch'])}, by QAT "
+            f"{_pct(q['int8_pytorch'])}")
+    frac = q["qat_recovered_fraction"]
+    line += ("; PTQ lost nothing, so there was no loss to recover" if frac is None
+             else f": QAT recovers {100 * frac:.0f} % of the PTQ loss")
+    ctl = q["control_int8_pytorch"]
+    line += (f". Control: the float model fine-tuned as long without fake quantization, then "
+             f"PTQ: {_pct(ctl)}")
+    gain = 100 * (q["int8_pytorch"] - ctl)
+    if gain > 0:
+        return line + f"; QAT is {gain:.2f} points above it, which fake quantization adds."
+    return line + ("; QAT is not above it: on this config the gain over PTQ comes from the "
+                   "extra training, not from fake quantization.")

@@ -3,6 +3,7 @@ Vela's figures and the per-layer table."""
 
 from __future__ import annotations
 
+from tinyshare.pipeline.report.markdown_cluster import lut_flash_rows, lut_line, lut_ram_rows
 from tinyshare.pipeline.report.markdown_table import bytes_text as _b
 from tinyshare.pipeline.report.markdown_table import table as _table
 
@@ -34,7 +35,7 @@ def violations_section(r: dict) -> list[str]:
 
 def flash_section(r: dict) -> list[str]:
     """The flash breakdown of one board report ``r``: parts, budget, stripping, kernels."""
-    f = r["footprint"]["flash"]
+    f, lut = r["footprint"]["flash"], r["footprint"].get("lut_compression")
     stripped_ok = all(c["status"] != "FAIL" for c in r["checks"]
                       if c["name"] == "model without tensor names")
     code = (_b(f["runtime_code_bytes"]) + " (estimate)" if f["runtime_code_bytes"] is not None
@@ -44,6 +45,7 @@ def flash_section(r: dict) -> list[str]:
         ["graph and metadata (ops, tensor descriptors, quantization, names)",
          _b(f["graph_overhead_bytes"]), "measured: file bytes - weights"],
         [f"model file `{f['model_file']}`", _b(f["model_file_bytes"]), "measured: file size"],
+        *lut_flash_rows(lut),
         ["runtime code", code, f["runtime_code_method"]],
         ["**needed**", f"**{_b(f['needed_bytes'])}**", "model file + runtime code"],
         ["budget (flash - reserved)", _b(f["budget_bytes"]),
@@ -58,7 +60,8 @@ def flash_section(r: dict) -> list[str]:
              if f["names_stripped"] else
              f"Stripping tensor names would save {_b(f['tensor_names_bytes'])}; this board "
              "profile keeps them (`strip_tensor_names = false`).")
-    lines = ["## Flash", "", _table(["part", "bytes", "how"], rows), "", strip, ""]
+    lines = ["## Flash", "", _table(["part", "bytes", "how"], rows), "", strip, "",
+             *lut_line(lut)]
     kernels = f["runtime_code_per_kernel_bytes"]
     if kernels:
         lines += ["Runtime code per part (estimate):", "",
@@ -78,15 +81,17 @@ def ram_section(fp: dict) -> list[str]:
             ["headroom", _b(m["headroom_bytes"]), ""],
             ["model bytes", _b(m["model_bytes"]), "the model file"],
             ["activation bytes", _b(m["activation_bytes"]),
-             "offline plan of the int8 .tflite's tensor lifetimes"]]
+             "offline plan of the int8 .tflite's tensor lifetimes"],
+            *lut_ram_rows(fp.get("lut_compression"))]
     if m["peak_rss_bytes"] is not None:
         rows.append(["peak RSS (emulated)", _b(m["peak_rss_bytes"]),
                      "measured under qemu-user"])
     lines = ["## RAM", "", _table(["part", "bytes", "how"], rows), ""]
     a = m["arena"]
+    which = "uncompressed " if (fp.get("lut_compression") or {}).get("applied") else ""
     if a:
         lines += [
-            "TFLM arena of the int8 .tflite run on the CPU, measured against our offline "
+            f"TFLM arena of the {which}int8 .tflite run on the CPU, measured against our offline "
             f"estimate ({a['build']}):", "",
             _table(["figure", "bytes", "how"], [
                 ["measured", _b(a["measured_bytes"]), a["measured_method"]],

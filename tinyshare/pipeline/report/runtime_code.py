@@ -22,12 +22,15 @@ class RuntimeCode:
         detail: the full method, its likely error and its cross-checks, for a paragraph.
         per_kernel_bytes: TFLM: op code -> bytes (plus "core" and "shared kernel helpers");
             Linux: runtime -> installed code bytes.
+        decompression_bytes: TFLM: the tensor-decompression code a firmware adds to run
+            LUT-compressed models (not in ``total_bytes``); 0 elsewhere.
     """
 
     total_bytes: int
     method: str
     detail: str = ""
     per_kernel_bytes: dict = field(default_factory=dict)
+    decompression_bytes: int = 0
 
 
 def runtime_code_for(board, info, image_root: Path | None = None) -> RuntimeCode | None:
@@ -53,7 +56,7 @@ def runtime_code_for(board, info, image_root: Path | None = None) -> RuntimeCode
         method = ("estimate: x86-64 code of the used kernels and the core in the installed "
                   "tflite-micro host build (details below the table)")
         return RuntimeCode(total_bytes=est.total_bytes, method=method, detail=detail,
-                           per_kernel_bytes=per)
+                           per_kernel_bytes=per, decompression_bytes=est.decompression_bytes)
     found = {rt: linux_runtime_code(rt, image_root) for rt in board.runtimes}
     sized = {rt: c for rt, c in found.items() if c is not None}
     if not sized:
