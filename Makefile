@@ -28,6 +28,19 @@ $(QEMU):
 		echo "tinyshare: emulated boards need qemu-user-static: run 'sudo apt-get install qemu-user-static', then retry" >&2; exit 2; \
 	fi
 
+# Cortex-M builds of the generated C (tests/codegen/test_cortex_m.py) need the arm-none-eabi
+# toolchain with newlib (semihosting) and qemu-system-arm: installed here when running as
+# root, otherwise one line says what to run.
+ARM_GCC    := /usr/bin/arm-none-eabi-gcc
+ARM_NEWLIB := /usr/lib/arm-none-eabi/newlib/rdimon.specs
+QEMU_ARM   := /usr/bin/qemu-system-arm
+$(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm >/dev/null; \
+	else \
+		echo "tinyshare: Cortex-M builds need gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm: run 'sudo apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm', then retry" >&2; exit 2; \
+	fi
+
 # The report.html render test needs Debian's chromium (headless): installed here when
 # running as root; otherwise one line says what to run and that test is skipped.
 CHROMIUM := /usr/bin/chromium
@@ -41,7 +54,7 @@ $(CHROMIUM):
 demo: $(STAMP)
 	$(VENV)/bin/tinyshare run $(CONFIG)
 
-test: $(STAMP) $(QEMU) $(CHROMIUM)
+test: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM) $(CHROMIUM)
 	$(PY) -m pytest
 
 # Per-board targets come from the board registry through pattern rules, so a new board
