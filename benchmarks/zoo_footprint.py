@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # model -> (real config, tiny config)
-ZOO = {"digits_cnn": ("digits", None), "ds_cnn": ("ds_cnn", "ds_cnn_tiny"),
+ZOO = {"digits_cnn": ("digits", "digits_tiny"), "ds_cnn": ("ds_cnn", "ds_cnn_tiny"),
        "resnet8": ("resnet8", "resnet8_tiny"),
        "mobilenet_v1_025": ("mobilenet_v1_025", "mobilenet_v1_025_tiny")}
 
