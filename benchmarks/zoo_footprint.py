@@ -42,7 +42,7 @@ def _real(config: str, tmp: Path) -> dict:
     from tinyshare.export.tflite import export_tflite_int8
     from tinyshare.models.sharing import unique_parameters, unshared_twin
     from tinyshare.models.zoo import build_model, reference_size
-    from tinyshare.pipeline.steps import deploy_copy
+    from tinyshare.pipeline.quantization import deploy_copy
     from tinyshare.quantize.ptq import quantize_ptq
 
     cfg = load_config(ROOT / "configs" / f"{config}.toml")

@@ -72,7 +72,7 @@ def test_estimate_within_10_percent_of_measured_arena(key, tmp_path):
     from tinyshare.export.tflite import export_tflite_int8
     from tinyshare.models.sharing import unshared_twin
     from tinyshare.models.zoo import build_model
-    from tinyshare.pipeline.steps import deploy_copy
+    from tinyshare.pipeline.quantization import deploy_copy
     from tinyshare.quantize.ptq import quantize_ptq
     from tinyshare.targets.arena_plan import estimate_tflm_arena
     from tinyshare.targets.runtimes.tflm import find_arena_bytes
@@ -99,7 +99,7 @@ def test_small_activations_head_is_set_by_the_planners_bookkeeping(tmp_path):
     from tinyshare.export.inspect import inspect_model
     from tinyshare.export.tflite import export_tflite_int8
     from tinyshare.models.zoo import build_model
-    from tinyshare.pipeline.steps import deploy_copy
+    from tinyshare.pipeline.quantization import deploy_copy
     from tinyshare.quantize.ptq import quantize_ptq
     from tinyshare.targets.arena_plan import estimate_tflm_arena
     from tinyshare.targets.runtimes.tflm import find_arena_bytes

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from tinyshare.config import ClusterConfig, TrainConfig
 from tinyshare.data.splits import DataSplits
-from tinyshare.pipeline.train import Progress, TrainResult, predict, top1, train_model
+from tinyshare.pipeline.train import Progress, TrainResult, predict, relabel, top1, train_model
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def cluster_and_finetune(
     kmeans_acc = top1(predict(model, splits.x_test), splits.y_test)
     schedule = TrainConfig(epochs=ccfg.epochs, batch_size=batch_size, lr=ccfg.lr)
     after = train_model(model, splits, schedule, seed,
-                        (lambda _t, d, n: progress(label, d, n)) if progress else None)
+                        relabel(progress, label))
     strip_clustering(model)  # snaps each cluster to its mean: top-1 measured again after it
 
     def acc(x, y) -> float:

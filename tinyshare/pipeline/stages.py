@@ -111,7 +111,7 @@ def run(
     boards = [load_board(b) for b in cfg.boards]  # fail fast, before any folder exists
     splits = load_splits(cfg.data, cfg.seed)
     if cfg.quantize.layers or cfg.cluster is not None:
-        from tinyshare.pipeline.steps import check_model_settings
+        from tinyshare.pipeline.quantization import check_model_settings
 
         check_model_settings(cfg, splits)  # fails before training, before any folder
     final = cfg.run_dir

@@ -13,6 +13,14 @@ from tinyshare.data.splits import DataSplits
 Progress = Callable[[str, int, int], None]  # (task, done, total)
 
 
+def relabel(progress: Progress | None, task: str) -> Progress | None:
+    """``progress`` reporting under ``task`` whatever task name its caller passes (None
+    stays None): one training loop, shown as "train twin", "qat", "cluster", ..."""
+    if progress is None:
+        return None
+    return lambda _task, done, total: progress(task, done, total)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """Float metrics of a trained model (top-1 accuracies in [0, 1])."""
