@@ -103,12 +103,18 @@ def run(
 
     Raises:
         BoardError: an unknown board (before anything is written).
+        RuntimeUnavailableError: ``validation.codegen = "on"`` and arm-none-eabi-gcc or
+            qemu-system-arm is missing (before anything is written).
         DataError / ConfigError: bad data or config (before anything is written).
     """
     from tinyshare.data import load_splits
     from tinyshare.targets.board_registry import load_board
 
     boards = [load_board(b) for b in cfg.boards]  # fail fast, before any folder exists
+    if until >= Stage.VALIDATE:
+        from tinyshare.pipeline.codegen_check import require_codegen_tools
+
+        require_codegen_tools(cfg, boards)  # validation.codegen = "on": tools on PATH
     splits = load_splits(cfg.data, cfg.seed)
     if cfg.quantize.layers or cfg.cluster is not None:
         from tinyshare.pipeline.quantization import check_model_settings

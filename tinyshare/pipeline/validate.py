@@ -18,11 +18,13 @@ import numpy as np
 from tinyshare.artifacts import atomic_write_json, write_manifest
 from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
+from tinyshare.pipeline.codegen_check import run_codegen_checks
 from tinyshare.pipeline.steps import ExportedModels, QuantizedPair, TrainedModel
 from tinyshare.pipeline.train import Progress, predict, top1
 from tinyshare.targets.runtimes.base import nchw_to_nhwc
 
 if TYPE_CHECKING:
+    from tinyshare.pipeline.codegen_check import CodegenCheck
     from tinyshare.pipeline.emulate import BoardEmulation
     from tinyshare.quantize.codebook import CodebookCheck
     from tinyshare.targets.agreement import Agreement
@@ -95,7 +97,9 @@ class ValidationResult:
     Every accuracy here is top-1 on the same ``n_samples`` test samples. The twin's int8
     accuracy is measured on LiteRT's reference kernels (the reference). With ``[cluster]``,
     ``codebook`` checks the int8 weights kept ≤ k values per channel and ``lut`` compares
-    TFLM on the LUT-compressed copies with TFLM on the uncompressed files.
+    TFLM on the LUT-compressed copies with TFLM on the uncompressed files. ``codegen``
+    holds, per bare-metal board, the generated C run under qemu-system-arm against TFLM
+    (``tinyshare.pipeline.codegen_check``).
     """
 
     reference: str
@@ -115,6 +119,7 @@ class ValidationResult:
     vela: dict[str, VelaReport] = field(default_factory=dict)
     codebook: CodebookCheck | None = None
     lut: LutValidation | None = None
+    codegen: dict[str, CodegenCheck] = field(default_factory=dict)
 
 
 def validate_stage(
@@ -123,7 +128,8 @@ def validate_stage(
 ) -> ValidationResult:
     """Run int8 (and float) files on LiteRT, onnxruntime (both levels) and TFLM, Vela for
     each board with an Ethos-U NPU, and, with ``validation.emulate``, each Linux board's
-    runtimes under emulation (``boards``)."""
+    runtimes under emulation (``boards``), and the generated C of each supported bare-metal
+    board under qemu-system-arm (``validation.codegen``)."""
     from tinyshare.targets.agreement import compare
     from tinyshare.targets.runtimes.litert import run_litert
     from tinyshare.targets.runtimes.onnxruntime import (
@@ -187,6 +193,8 @@ def validate_stage(
         tick()
     emulation = _emulate(cfg, boards, exported, x, y, ref, progress)
     vela = _vela(boards, exported, out)
+    codegen = run_codegen_checks(cfg, boards, exported, x, runs["tflm"][2], stripped,
+                                 out / "codegen")
     result = ValidationResult(
         reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
         float_pytorch_accuracy=top1(predict(trained.model, x), y),
@@ -195,7 +203,7 @@ def validate_stage(
         twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, nchw_to_nhwc(x)).dequantized, y),
         float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
         twin_arena=twin_arena, stripped_tflm_max_diff_lsb=stripped_diff, emulation=emulation,
-        vela=vela, codebook=_codebook(trained, quantized), lut=lut,
+        vela=vela, codebook=_codebook(trained, quantized), lut=lut, codegen=codegen,
     )
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "outputs_int8.npz", **{k: v[2].raw for k, v in runs.items()})

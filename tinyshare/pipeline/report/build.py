@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tinyshare.pipeline.report.checks import Check, accuracy_check
 from tinyshare.pipeline.report.cluster import cluster_checks, with_lut
+from tinyshare.pipeline.report.generated_c import generated_c
 from tinyshare.pipeline.report.schema import REPORT_SCHEMA_VERSION
 
 MIN_TOP1_AGREEMENT = 0.99  # emulated on-device runs against the host reference
@@ -258,6 +259,12 @@ def build_board_report(ctx, board) -> BoardReport:
                             f"at most {d} LSB (must be 0); stripping saves "
                             f"{facts.tensor_names_bytes:,} B of flash", kind="export"))
     checks += cluster_checks(board, v.codebook, ctx.lut, v.lut)
+    codegen = v.codegen.get(board.name)
+    if codegen is not None:
+        check, footprint["generated_c"] = generated_c(
+            codegen, footprint["flash"], v.arena.arena_bytes,
+            ctx.per_layer["tflite_int8"]["totals"]["macs"])
+        checks.append(check)
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
         checks.append(Check("onnxruntime optimization levels (host build)", "FINDING",
                             v.onnx_level_finding, kind="agreement"))

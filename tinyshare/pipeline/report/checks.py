@@ -15,8 +15,8 @@ class Check:
     under emulation). Only FAIL makes the verdict FAIL.
 
     ``kind`` types the gate for the report's ``violations``: "budget", "op_support",
-    "accuracy", "agreement", "sharing", "emulation", "export" or "cluster" (the codebook
-    of a clustered model). A budget check carries ``budget`` ("flash" / "ram") and
+    "accuracy", "agreement", "sharing", "emulation", "export", "cluster" (the codebook
+    of a clustered model) or "codegen" (the generated C against TFLM). A budget check carries ``budget`` ("flash" / "ram") and
     ``need_bytes`` / ``have_bytes`` / ``reserved_bytes``.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tinyshare.pipeline.report.generated_c import generated_c_section
 from tinyshare.pipeline.report.markdown_cluster import cluster_section
 from tinyshare.pipeline.report.markdown_memory import (
     flash_section,
@@ -125,6 +126,7 @@ def board_markdown(r: dict) -> str:
     lines += flash_section(r)
     lines += ram_section(fp)
     lines += [f"- {n}" for n in fp["notes"]]
+    lines += ["", *generated_c_section(fp)] if fp.get("generated_c") else []
     lines += vela_section(r.get("vela"))
     lines += cluster_section(r)
     lines += [
