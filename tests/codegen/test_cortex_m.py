@@ -160,11 +160,12 @@ def test_digits_on_the_board_core_is_bit_exact_with_the_host_build(digits_c, boa
     diff = np.abs(result.outputs.astype(np.int32) - host.astype(np.int32))
     assert diff.max() == 0, f"{int((diff > 0).sum())} of {diff.size} values differ"
     f = result.figures
-    assert f.samples == len(x) and f.board == board
-    assert f.flash_bytes > f.model_flash_bytes > gen.const_bytes > 0
-    assert f.ram_bytes >= f.model_ram_bytes >= gen.arena_bytes > 0
-    assert f.arena_bytes == gen.arena_bytes
-    assert 0 < f.invoke_stack_bytes < f.stack_high_water_bytes < f.stack_bytes
+    fp = f.footprint
+    assert f.samples == len(x) and f.board == board and fp == image.footprint
+    assert fp.flash_bytes > fp.model_flash_bytes > gen.const_bytes > 0
+    assert fp.ram_bytes >= fp.model_ram_bytes >= gen.arena_bytes > 0
+    assert fp.arena_bytes == gen.arena_bytes
+    assert 0 < f.invoke_stack_bytes < f.stack_high_water_bytes < fp.stack_bytes
     assert f.instructions_per_inference > 0 and f.instructions_per_tick > 0
     assert f.instructions_method.startswith("emulated instruction count, not time")
     assert {".vectors", ".text", ".data", ".bss", ".arena", ".stack"} <= {n for n, _ in image.footprint.sections}

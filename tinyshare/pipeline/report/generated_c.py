@@ -33,7 +33,8 @@ def generated_c(check, flash: dict, tflm_arena_bytes: int, macs: int) -> tuple[C
         return (Check(CHECK_NAME, "FAIL", check.error, kind="codegen"),
                 {"status": "error", "note": check.error, "model_file": check.model_file})
     f, a = check.figures, check.agreement
-    model_ram = f.model_ram_bytes + f.invoke_stack_bytes
+    fp = f.footprint
+    model_ram = fp.model_ram_bytes + f.invoke_stack_bytes
     tflm_flash = (flash["model_file_bytes"] + flash["runtime_code_bytes"]
                   if flash["runtime_code_bytes"] is not None else None)
     status = "PASS" if check.bit_exact else "FAIL"
@@ -43,11 +44,11 @@ def generated_c(check, flash: dict, tflm_arena_bytes: int, macs: int) -> tuple[C
     data = {
         "status": "ran", "note": "", "model_file": check.model_file, "cpu": f.cpu,
         "machine": f.machine, "samples": f.samples,
-        "image_flash_bytes": f.flash_bytes, "image_ram_bytes": f.ram_bytes,
-        "model_flash_bytes": f.model_flash_bytes, "model_data_bss_bytes": f.model_ram_bytes,
-        "arena_bytes": f.arena_bytes,
-        "other_data_bss_bytes": f.model_ram_bytes - f.arena_bytes,
-        "stack_reserved_bytes": f.stack_bytes,
+        "image_flash_bytes": fp.flash_bytes, "image_ram_bytes": fp.ram_bytes,
+        "model_flash_bytes": fp.model_flash_bytes, "model_data_bss_bytes": fp.model_ram_bytes,
+        "arena_bytes": fp.arena_bytes,
+        "other_data_bss_bytes": fp.model_ram_bytes - fp.arena_bytes,
+        "stack_reserved_bytes": fp.stack_bytes,
         "stack_high_water_bytes": f.stack_high_water_bytes,
         "invoke_stack_high_water_bytes": f.invoke_stack_bytes,
         "model_ram_bytes": model_ram,
@@ -59,8 +60,8 @@ def generated_c(check, flash: dict, tflm_arena_bytes: int, macs: int) -> tuple[C
         "tflm_arena_bytes": tflm_arena_bytes,
         "ram_ratio_vs_tflm_arena": model_ram / tflm_arena_bytes,
         "tflm_flash_bytes": tflm_flash,
-        "flash_ratio_vs_tflm": (f.model_flash_bytes / tflm_flash) if tflm_flash else None,
-        "footprint_method": f.footprint_method, "stack_method": f.stack_method,
+        "flash_ratio_vs_tflm": (fp.model_flash_bytes / tflm_flash) if tflm_flash else None,
+        "footprint_method": fp.method, "stack_method": f.stack_method,
         "instructions_method": f.instructions_method,
         "ratio_method": (
             "RAM ratio = (arena + stack high-water inside model_invoke + other data/bss of "

@@ -107,9 +107,7 @@ class CortexMFigures:
     Attributes:
         board, cpu, machine: the board, its core, the qemu machine.
         samples: inferences run.
-        flash_bytes, ram_bytes, stack_bytes, model_flash_bytes, model_ram_bytes,
-            arena_bytes: as in ``CortexMFootprint``, bytes.
-        footprint_method: how those were measured.
+        footprint: the image's ELF-measured flash and RAM (``CortexMFootprint``).
         stack_high_water_bytes: deepest stack use of the whole run (reset to the last
             sample), bytes.
         invoke_stack_bytes: deepest stack use below the caller inside ``model_invoke``, bytes.
@@ -123,13 +121,7 @@ class CortexMFigures:
     cpu: str
     machine: str
     samples: int
-    flash_bytes: int
-    ram_bytes: int
-    stack_bytes: int
-    model_flash_bytes: int
-    model_ram_bytes: int
-    arena_bytes: int
-    footprint_method: str
+    footprint: CortexMFootprint
     stack_high_water_bytes: int
     invoke_stack_bytes: int
     stack_method: str
@@ -315,13 +307,9 @@ def run_cortex_m(image: CortexMImage, x_int8: np.ndarray, *, qemu: str = "qemu-s
 
 def _figures(image: CortexMImage, stats: dict[str, int], n: int) -> CortexMFigures:
     per_tick = stats["calib_instructions"] / stats["calib_ticks"]
-    fp = image.footprint
     return CortexMFigures(
         board=image.target.board, cpu=image.target.cpu, machine=image.target.machine,
-        samples=n, flash_bytes=fp.flash_bytes, ram_bytes=fp.ram_bytes,
-        stack_bytes=fp.stack_bytes, model_flash_bytes=fp.model_flash_bytes,
-        model_ram_bytes=fp.model_ram_bytes, arena_bytes=fp.arena_bytes,
-        footprint_method=fp.method,
+        samples=n, footprint=image.footprint,
         stack_high_water_bytes=stats["stack_peak"], invoke_stack_bytes=stats["invoke_stack"],
         stack_method=("measured: the stack is painted with 0xA5A5A5A5 at reset (and its free "
                       "part again before each model_invoke) and scanned for the deepest "
