@@ -7,6 +7,7 @@ Public API::
     y = run_host(exe, x_int8)                           # (N, ...) int8, as TFLM gives
     image = build_cortex_m(gen, load_board("nano33-ble-sense"))   # arm-none-eabi-gcc
     run = run_cortex_m(image, x_int8)                   # qemu-system-arm: outputs + figures
+    write_firmware_folder(gen, load_board("nano33-ble-sense"), "fw", figures=run.figures)
 
 The kernels (``kernels/<op>.c``) follow TFLite Micro's int8 reference arithmetic
 (``MultiplyByQuantizedMultiplier`` with the rounding of the tflite-micro build: gemmlowp
@@ -28,10 +29,11 @@ from tinyshare.targets.codegen.cortex_m import (
     build_cortex_m,
     run_cortex_m,
 )
+from tinyshare.targets.codegen.firmware import write_firmware_folder
 from tinyshare.targets.codegen.host import build_host, run_host
 
 SUPPORTED_OPS: frozenset[str] = frozenset(LOWERINGS)
 
 __all__ = ["SUPPORTED_OPS", "ConstBuffer", "CortexMFigures", "CortexMFootprint", "CortexMImage",
            "CortexMRun", "GeneratedModel", "build_cortex_m", "build_host", "generate_c",
-           "run_cortex_m", "run_host"]
+           "run_cortex_m", "run_host", "write_firmware_folder"]

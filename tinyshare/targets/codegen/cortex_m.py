@@ -191,6 +191,22 @@ def _check_budget(target: CortexMTarget, model: SectionSizes) -> None:
                 f"the board's {what} budget (total - reserved) is {have} bytes")
 
 
+def support_files(target: CortexMTarget, stack_bytes: int) -> dict[str, str]:
+    """The board support files of a test image, name -> text.
+
+    ``SUPPORT_FILES`` (startup, harness, ``ts_cortex_m.h``, ``sections.ld``) and ``link.ld``:
+    the target's MEMORY block, role aliases and ``STACK_BYTES``, then ``INCLUDE sections.ld``.
+
+    Raises:
+        ValueError: ``stack_bytes`` is not a positive multiple of 8.
+    """
+    if stack_bytes <= 0 or stack_bytes % 8:
+        raise ValueError(f"stack_bytes must be a positive multiple of 8, got {stack_bytes}")
+    files = {name: (SUPPORT_DIR / name).read_text() for name in SUPPORT_FILES}
+    files["link.ld"] = target.linker_memory(stack_bytes)
+    return files
+
+
 def build_cortex_m(generated: GeneratedModel, board: BoardProfile,
                    out_dir: str | Path | None = None, *, compiler: str = "arm-none-eabi-gcc",
                    stack_bytes: int = DEFAULT_STACK_BYTES) -> CortexMImage:
@@ -215,16 +231,14 @@ def build_cortex_m(generated: GeneratedModel, board: BoardProfile,
         BudgetExceededError: the image overflows the board's flash or RAM, or the model's
             own code and data exceed the board's budgets.
     """
-    if stack_bytes <= 0 or stack_bytes % 8:
-        raise ValueError(f"stack_bytes must be a positive multiple of 8, got {stack_bytes}")
     target = cortex_m_target(board)
+    support = support_files(target, stack_bytes)
     cc = find_tool(compiler, _GCC_HINT)
     size_tool = _size_tool(cc)
     out = Path(out_dir) if out_dir is not None else generated.out_dir / f"cortex-m-{board.name}"
     out.mkdir(parents=True, exist_ok=True)
-    for name in SUPPORT_FILES:
-        shutil.copyfile(SUPPORT_DIR / name, out / name)
-    (out / "link.ld").write_text(target.linker_memory(stack_bytes))
+    for name, text in support.items():
+        (out / name).write_text(text)
     sources = [*generated.sources, out / "startup.c", out / "harness.c"]
     for stale in out.glob("*.o"):
         stale.unlink()
@@ -246,13 +260,16 @@ def build_cortex_m(generated: GeneratedModel, board: BoardProfile,
     return CortexMImage(elf=elf, target=target, generated=generated, footprint=footprint)
 
 
+def qemu_options(target: CortexMTarget) -> list[str]:
+    """The qemu-system-arm options, all but ``-kernel``, that run a test image of ``target``."""
+    return ["-M", target.machine, *(("-cpu", target.qemu_cpu) if target.qemu_cpu else ()),
+            "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none",
+            "-icount", "shift=0", "-semihosting-config", "enable=on,target=native"]
+
+
 def qemu_command(image: CortexMImage, qemu: Path) -> list[str | Path]:
     """The qemu-system-arm command line that runs ``image`` (in the folder of its files)."""
-    t = image.target
-    return [qemu, "-M", t.machine, *(("-cpu", t.qemu_cpu) if t.qemu_cpu else ()),
-            "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none",
-            "-icount", "shift=0", "-semihosting-config", "enable=on,target=native",
-            "-kernel", image.elf.resolve()]
+    return [qemu, *qemu_options(image.target), "-kernel", image.elf.resolve()]
 
 
 def _stats(stdout: str, what: str) -> dict[str, int]:
