@@ -101,11 +101,11 @@ class ValidationConfig(BaseModel):
         0.0, ge=0.0, le=1.0, description="a board FAILs when any of its int8 runtimes' "
         "top-1 (a fraction in [0, 1]) is below this; 0 = no floor")
     codegen: Literal["auto", "on", "off"] = Field(
-        "off", description="generate C from the int8 .tflite for every bare-metal board "
+        "auto", description="generate C from the int8 .tflite for every bare-metal board "
         "whose core the code generator supports, build it with arm-none-eabi-gcc and run the "
-        "test samples under qemu-system-arm (must be bit-identical with TFLM): auto = when "
-        "both tools are on PATH, on = a missing tool is an error, off = never (the default "
-        "until its emulated runs are bounded: a large model's samples take minutes under qemu)")
+        "validation samples under qemu-system-arm (must be bit-identical with TFLM): auto = "
+        "when both tools are on PATH (otherwise the report says why not), on = a missing "
+        "tool is an error, off = never. Each board's run is bounded by emulate_timeout_s")
 
 
 class ClusterConfig(BaseModel):

@@ -1,8 +1,9 @@
 """The generated C (no interpreter) in the VALIDATE stage and the board report.
 
-* end to end (``configs/digits_tiny.toml``, STM32F746G-DISCO): ``footprint.generated_c``
-  holds measured figures, the bit-exact check against TFLM PASSes, and the two ratios are
-  the figures divided as the report states (marked ``emulated``: arm-none-eabi-gcc and
+* end to end (the shared ``tiny_run`` of ``configs/digits_tiny.toml``, default config):
+  each MCU board's ``footprint.generated_c`` holds measured figures, the bit-exact check
+  against TFLM PASSes, the two ratios are the figures divided as the report states, and
+  the summary report and report.html show them (marked ``emulated``: arm-none-eabi-gcc and
   qemu-system-arm);
 * ``validation.codegen = "auto"`` without the tools records why it did not run;
   ``"on"`` without them is a one-line error (exit 2) before any folder is written.
@@ -30,22 +31,23 @@ def _without(tool: str, monkeypatch) -> None:
                         else real(name, *a, **k))
 
 
-@pytest.mark.slow
-@pytest.mark.emulated
-@pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
-                    reason="arm-none-eabi-gcc / qemu-system-arm not on PATH (make test installs them)")
-def test_report_holds_generated_c_figures_and_bit_exact_check(tmp_path):
-    from tinyshare.config import load_config
-    from tinyshare.pipeline.stages import run
+MCU_BOARDS = ("stm32f746g-disco", "nano33-ble-sense", "corstone-300-mps3")
+CORES = {"stm32f746g-disco": "Cortex-M7", "nano33-ble-sense": "Cortex-M4F",
+         "corstone-300-mps3": "Cortex-M55"}
 
-    cfg = load_config(CONFIG, [f'output_dir="{tmp_path}"', f'boards=["{BOARD}"]',
-                               'validation.codegen="on"'])
-    result = run(cfg, command="pytest codegen report")
-    d = result.run_dir / "boards" / BOARD
-    report = json.loads((d / "report.json").read_text())
-    validate_report(report)
+
+def _check_generated_c(report: dict) -> dict:
+    """The board's ``footprint.generated_c``, checked against the rest of its report."""
     g = report["footprint"]["generated_c"]
-    assert g["status"] == "ran" and g["model_file"] == report["footprint"]["flash"]["model_file"]
+    assert g["status"] == "ran"
+    # the C runs on the board's CPU: the int8 file TFLM runs there (not Vela's on Ethos-U)
+    flash = report["footprint"]["flash"]
+    if report.get("vela"):
+        assert flash["model_file"].endswith("_vela.tflite")
+        assert g["model_file"] == flash["model_file"].replace("_vela.tflite", ".tflite")
+    else:
+        assert g["model_file"] == flash["model_file"]
+        assert g["tflm_model_file_bytes"] == flash["model_file_bytes"]
     assert g["bit_exact"] and g["max_abs_diff_lsb"] == 0 and g["n_values_differing"] == 0
     assert g["samples"] == report["accuracy"]["n_samples"]
     for key in ("image_flash_bytes", "model_flash_bytes", "arena_bytes",
@@ -64,14 +66,49 @@ def test_report_holds_generated_c_figures_and_bit_exact_check(tmp_path):
     assert g["tflm_arena_bytes"] == report["footprint"]["ram"]["arena"]["measured_bytes"]
     assert g["ram_ratio_vs_tflm_arena"] == pytest.approx(ram / g["tflm_arena_bytes"])
     # flash ratio: model code + constants / (TFLM model file + runtime code estimate)
-    flash = report["footprint"]["flash"]
-    tflm = flash["model_file_bytes"] + flash["runtime_code_bytes"]
+    tflm = g["tflm_model_file_bytes"] + flash["runtime_code_bytes"]
     assert g["tflm_flash_bytes"] == tflm
     assert g["flash_ratio_vs_tflm"] == pytest.approx(g["model_flash_bytes"] / tflm)
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["generated C bit-exact with TFLM"]["status"] == "PASS"
-    md = (d / "report.md").read_text()
-    assert "### Generated C (no interpreter)" in md and "emulated, not time" in md
+    return g
+
+
+@pytest.mark.slow
+@pytest.mark.emulated
+@pytest.mark.skipif(any(shutil.which(t) is None for t in TOOLS),
+                    reason="arm-none-eabi-gcc / qemu-system-arm not on PATH (make test installs them)")
+def test_reports_hold_generated_c_figures_and_bit_exact_check(tiny_run):
+    """By default (validation.codegen = "auto") every MCU board of the tiny run ran its C."""
+    figures = {}
+    for board in MCU_BOARDS:
+        d = tiny_run.run_dir / "boards" / board
+        report = json.loads((d / "report.json").read_text())
+        validate_report(report)
+        g = figures[board] = _check_generated_c(report)
+        assert g["cpu"] == CORES[board]
+        md = (d / "report.md").read_text()
+        assert "### Generated C (no interpreter)" in md and "emulated, not time" in md
+        assert "runtime code estimate" in md
+        # the deploy folder holds the bit-exact C, ready for `make -C c`
+        deploy = tiny_run.run_dir / board
+        c = deploy / "c"
+        assert {"model.c", "model.h", "Makefile", "README.md", "link.ld"} <= {p.name for p in c.iterdir()}
+        assert f"{g['model_flash_bytes']:,}" in (c / "README.md").read_text()
+        assert "`make -C c`" in (deploy / "README.md").read_text()
+    # one model file, one generated C: the same arena on every core
+    assert len({g["arena_bytes"] for g in figures.values()}) == 1
+    rpi = json.loads((tiny_run.run_dir / "boards" / "rpi4b" / "report.json").read_text())
+    assert "generated_c" not in rpi["footprint"]  # a Linux board: no generated C
+    summary = tiny_run.summary_report.read_text()
+    assert "## Generated C (no interpreter)" in summary
+    for board, g in figures.items():
+        row = next(line for line in summary.splitlines() if line.startswith(f"| {board} | {g['cpu']}"))
+        assert f"{g['model_flash_bytes']:,} B" in row and f"{g['ram_ratio_vs_tflm_arena']:.3f}" in row
+    html = tiny_run.html_report.read_text()
+    assert "Generated C (no interpreter)" in html
+    for g in figures.values():
+        assert f"{g['instructions_per_inference']:,}" in html
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -84,7 +121,7 @@ def test_auto_without_a_tool_records_why_it_did_not_run(tool, monkeypatch, tmp_p
 
     _without(tool, monkeypatch)
     cfg = load_config(CONFIG, [f'output_dir="{tmp_path}"', 'validation.codegen="auto"'])
-    assert load_config(CONFIG).validation.codegen == "off"  # opt-in for now
+    assert load_config(CONFIG).validation.codegen == "auto"  # on by default where tools exist
     boards = [load_board(b) for b in cfg.boards]
     exported = SimpleNamespace(tflite_int8=tmp_path / "model_int8.tflite",
                                tflite_int8_stripped=tmp_path / "model_int8_stripped.tflite")
@@ -105,8 +142,7 @@ def test_auto_skip_is_an_info_check_in_the_report():
     from tinyshare.pipeline.report.generated_c import generated_c, generated_c_section
 
     note = "not run: qemu-system-arm not installed; `make test` installs it, or apt-get ..."
-    check, data = generated_c(CodegenCheck("b", "m.tflite", skipped=note),
-                              {"model_file_bytes": 1, "runtime_code_bytes": 2}, 100, 10)
+    check, data = generated_c(CodegenCheck("b", "m.tflite", skipped=note), 1, 2, 100, 10)
     assert (check.status, check.detail, check.kind) == ("INFO", note, "codegen")
     assert data == {"status": "not run", "note": note, "model_file": "m.tflite"}
     assert generated_c_section({"generated_c": data})[2] == note

@@ -8,7 +8,8 @@ must equal TFLM's outputs of the same file exactly (0 LSB).
 
 ``validation.codegen``: "auto" runs when both tools are on PATH and otherwise records why
 not; "on" makes a missing tool an error (``require_codegen_tools``, called before any folder
-is written); "off" skips.
+is written); "off" skips. Each board's emulated run is bounded by
+``validation.emulate_timeout_s``; a run past it is an error (FAIL) that names the limit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from tinyshare.config import RunConfig
     from tinyshare.targets.agreement import Agreement
     from tinyshare.targets.board import BoardProfile
-    from tinyshare.targets.codegen import CortexMFigures
+    from tinyshare.targets.codegen import CortexMFigures, GeneratedModel
     from tinyshare.targets.runtimes.base import RuntimeOutputs
 
 __all__ = ["CodegenCheck", "codegen_boards", "require_codegen_tools", "run_codegen_checks"]
@@ -47,6 +48,7 @@ class CodegenCheck:
         figures: flash, RAM, stack and instruction figures of the emulated run, or None.
         agreement: its int8 outputs against TFLM's outputs of the same file (tolerance
             0 LSB), or None.
+        generated: the generated C (sources and sizes), or None when it was not generated.
     """
 
     board: str
@@ -55,6 +57,7 @@ class CodegenCheck:
     error: str | None = None
     figures: CortexMFigures | None = None
     agreement: Agreement | None = None
+    generated: GeneratedModel | None = None
 
     @property
     def bit_exact(self) -> bool:
@@ -104,7 +107,7 @@ def require_codegen_tools(cfg: RunConfig, boards) -> None:
 
 def run_codegen_checks(cfg: RunConfig, boards, exported, x_nchw: np.ndarray,
                        tflm: RuntimeOutputs, tflm_stripped: RuntimeOutputs,
-                       out: Path) -> dict[str, CodegenCheck]:
+                       out: Path, progress=None) -> dict[str, CodegenCheck]:
     """Generate, build and run the C of each supported bare-metal board's model.
 
     Args:
@@ -115,6 +118,7 @@ def run_codegen_checks(cfg: RunConfig, boards, exported, x_nchw: np.ndarray,
         tflm: TFLM's outputs of ``tflite_int8`` on those samples.
         tflm_stripped: TFLM's outputs of ``tflite_int8_stripped``.
         out: folder for the generated C and the images (``<out>/<board>/``).
+        progress: ``(task, done, total)`` callback, called once per board.
 
     Returns:
         ``{board: CodegenCheck}``; empty with ``validation.codegen = "off"``.
@@ -131,7 +135,9 @@ def run_codegen_checks(cfg: RunConfig, boards, exported, x_nchw: np.ndarray,
         require_codegen_tools(cfg, boards)
     results = {}
     generated: dict[Path, object] = {}
-    for board in targets:
+    for i, board in enumerate(targets):
+        if progress:
+            progress("generated C under qemu-system-arm", i, len(targets))
         strip = board.strip_tensor_names
         path = exported.tflite_int8_stripped if strip else exported.tflite_int8
         if missing is not None:
@@ -141,11 +147,15 @@ def run_codegen_checks(cfg: RunConfig, boards, exported, x_nchw: np.ndarray,
                 f"installs it, or {hint}")
             continue
         results[board.name] = _check_board(board, path, x_nchw,
-                                           tflm_stripped if strip else tflm, out, generated)
+                                           tflm_stripped if strip else tflm, out, generated,
+                                           cfg.validation.emulate_timeout_s)
+    if progress:
+        progress("generated C under qemu-system-arm", len(targets), len(targets))
     return results
 
 
-def _check_board(board, path: Path, x_nchw, reference, out: Path, generated: dict) -> CodegenCheck:
+def _check_board(board, path: Path, x_nchw, reference, out: Path, generated: dict,
+                 timeout_s: float) -> CodegenCheck:
     """Generate (once per file), build and run one board's C; compare with TFLM."""
     from tinyshare.errors import BudgetExceededError
     from tinyshare.targets.agreement import compare
@@ -163,15 +173,17 @@ def _check_board(board, path: Path, x_nchw, reference, out: Path, generated: dic
             gen = generated[path] = generate_c(path, out / "c" / path.stem)
         image = build_cortex_m(gen, board, out / board.name)
         x = quantize_input(nchw_to_nhwc(x_nchw), gen.input_scale, gen.input_zero_point)
-        run = run_cortex_m(image, x)
+        run = run_cortex_m(image, x, timeout_s=timeout_s)
     except (UnsupportedOpError, BudgetExceededError) as exc:
         # a limit of the code generator or of the board, not a wrong result
         return CodegenCheck(board.name, path.name, skipped=f"not run: {exc}")
     except RuntimeUnavailableError as exc:
-        return CodegenCheck(board.name, path.name, error=str(exc))
+        hint = ("; raise validation.emulate_timeout_s or lower validation.max_samples"
+                if "timed out" in str(exc) else "")
+        return CodegenCheck(board.name, path.name, error=f"{exc}{hint}")
     raw = run.outputs.reshape(run.outputs.shape[0], -1)
     mine = RuntimeOutputs.from_raw(
         "generated-c", "", raw, (reference.output_scale, reference.output_zero_point), 0.0,
         {"board": board.name})
     return CodegenCheck(board.name, path.name, figures=run.figures,
-                        agreement=compare(reference, mine, tolerance_lsb=0))
+                        agreement=compare(reference, mine, tolerance_lsb=0), generated=gen)

@@ -194,7 +194,7 @@ def validate_stage(
     emulation = _emulate(cfg, boards, exported, x, y, ref, progress)
     vela = _vela(boards, exported, out)
     codegen = run_codegen_checks(cfg, boards, exported, x, runs["tflm"][2], stripped,
-                                 out / "codegen")
+                                 out / "codegen", progress)
     result = ValidationResult(
         reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
         float_pytorch_accuracy=top1(predict(trained.model, x), y),

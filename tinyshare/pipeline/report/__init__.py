@@ -171,7 +171,9 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
         vela = validation.vela.get(board.name)
         write_deploy_folder(root / board.name, board, {"tflite": tflite, "onnx": exported.onnx_int8},
                             quantized.shared, splits.input_shape, d,
-                            npu_model=vela.optimized_model_path if vela else None)
+                            npu_model=vela.optimized_model_path if vela else None,
+                            codegen=validation.codegen.get(board.name),
+                            generated_c=rep.data["footprint"].get("generated_c"))
     atomic_write_text(root / "report.md", summary_markdown(
         cfg.name, [r.data for r in reports.values()], storage, model_summary))
     atomic_write_text(root / "report.html", run_html({

@@ -261,9 +261,11 @@ def build_board_report(ctx, board) -> BoardReport:
     checks += cluster_checks(board, v.codebook, ctx.lut, v.lut)
     codegen = v.codegen.get(board.name)
     if codegen is not None:
+        sizes = {i.path.name: i.file_bytes
+                 for i in (ctx.infos["tflite_int8"], ctx.infos["tflite_int8_stripped"])}
         check, footprint["generated_c"] = generated_c(
-            codegen, footprint["flash"], v.arena.arena_bytes,
-            ctx.per_layer["tflite_int8"]["totals"]["macs"])
+            codegen, sizes[codegen.model_file], footprint["flash"]["runtime_code_bytes"],
+            v.arena.arena_bytes, ctx.per_layer["tflite_int8"]["totals"]["macs"])
         checks.append(check)
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
         checks.append(Check("onnxruntime optimization levels (host build)", "FINDING",

@@ -68,7 +68,8 @@ _RUNTIME_MODULES = {
 
 
 def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, input_shape,
-                        report_dir: Path, npu_model: Path | None = None) -> Path:
+                        report_dir: Path, npu_model: Path | None = None,
+                        codegen=None, generated_c: dict | None = None) -> Path:
     """Write ``out`` (``runs/<run>/<board>/``) for ``board``; returns ``out``.
 
     Args:
@@ -78,6 +79,10 @@ def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, inp
         quantized: the ``QuantizedModel`` (I/O scales and zero points).
         input_shape: (C, H, W) of one sample.
         report_dir: the folder holding the board's ``report.json`` / ``report.md``.
+        codegen: the board's ``CodegenCheck`` when its model ran as generated C; a
+            bit-exact one adds ``c/`` (``write_firmware_folder``: sources, Makefile, README).
+        generated_c: the board report's ``footprint.generated_c`` (TFLM figures for the
+            README's comparison).
     """
     from tinyshare.targets.runtimes.registry import RUNTIMES
 
@@ -110,6 +115,7 @@ def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, inp
         lines.append(f"| tflm + Ethos-U driver | `{npu_model.name}` | Vela-compiled for "
                      f"{board.npu.accelerator_config}: the NPU part runs as one custom op; "
                      "flash this file on the board |")
+    lines += _firmware_lines(out, board, codegen, generated_c)
     lines += [
         "", "The int8 model quantizes its input with scale "
         f"{quantized.input_scale!r} and zero point {quantized.input_zero_point}; the "
@@ -124,3 +130,25 @@ def write_deploy_folder(out: Path, board, files: dict[str, Path], quantized, inp
     for name in ("report.md", "report.json"):
         shutil.copyfile(report_dir / name, out / name)
     return out
+
+
+def _firmware_lines(out: Path, board, codegen, g: dict | None) -> list[str]:
+    """Write ``out/c`` for a bit-exact generated C; the README rows that say what it is."""
+    if codegen is None or codegen.generated is None:
+        return []
+    if not codegen.bit_exact:
+        return [f"| generated C | – | not written: its outputs differ from TFLM's "
+                f"({codegen.agreement.n_values_differing} values; see report.md) |"]
+    from tinyshare.targets.codegen import write_firmware_folder
+
+    tflm = None
+    if g is not None and g.get("status") == "ran":
+        tflm = {"arena_bytes": g["tflm_arena_bytes"], "model_bytes": g["tflm_model_file_bytes"],
+                "runtime_code_bytes": g["tflm_flash_bytes"] and (
+                    g["tflm_flash_bytes"] - g["tflm_model_file_bytes"]),
+                "model_file": g["model_file"]}
+    write_firmware_folder(codegen.generated, board, out / "c", figures=codegen.figures,
+                          tflm=tflm)
+    return [f"| generated C (no interpreter) | `c/` ({codegen.model_file} as C99) | "
+            f"`make -C c` builds `model.elf` for {board.cpu}; add `c/model.c`, its kernels "
+            "and headers to your firmware and call `model_invoke` (see `c/README.md`) |"]

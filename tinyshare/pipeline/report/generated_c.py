@@ -6,8 +6,9 @@ the generated C against TFLM on the same model:
 
 * RAM ratio = (arena + stack high-water inside ``model_invoke`` + the model's other
   data/bss) ÷ TFLM's measured arena (64-bit host build);
-* flash ratio = the model's code + constants (model.c and its kernels) ÷ (the TFLM model
-  file the board flashes + TFLM's runtime code estimate).
+* flash ratio = the model's code + constants (model.c and its kernels) ÷ (the int8 model
+  file the C was generated from, as TFLM would run it on the board's CPU, + TFLM's runtime
+  code estimate). On an Ethos-U board that is not the Vela file the board flashes.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from tinyshare.pipeline.report.checks import Check
 CHECK_NAME = "generated C bit-exact with TFLM"
 
 
-def generated_c(check, flash: dict, tflm_arena_bytes: int, macs: int) -> tuple[Check, dict]:
+def generated_c(check, model_file_bytes: int, runtime_code_bytes: int | None,
+                tflm_arena_bytes: int, macs: int) -> tuple[Check, dict]:
     """The bit-exact check and the ``footprint.generated_c`` dict of one board.
 
     Args:
         check: the board's ``CodegenCheck`` (``tinyshare.pipeline.codegen_check``).
-        flash: the board's ``footprint.flash`` dict (TFLM model file and runtime code bytes).
+        model_file_bytes: size of the .tflite the C was generated from (``check.model_file``,
+            the file TFLM would run on the board's CPU), bytes.
+        runtime_code_bytes: TFLM's runtime code estimate for that model, bytes (None:
+            unknown, so no flash ratio).
         tflm_arena_bytes: TFLM's measured arena of the int8 .tflite, bytes.
         macs: MACs per inference (the per-layer table's total).
     """
@@ -35,8 +40,8 @@ def generated_c(check, flash: dict, tflm_arena_bytes: int, macs: int) -> tuple[C
     f, a = check.figures, check.agreement
     fp = f.footprint
     model_ram = fp.model_ram_bytes + f.invoke_stack_bytes
-    tflm_flash = (flash["model_file_bytes"] + flash["runtime_code_bytes"]
-                  if flash["runtime_code_bytes"] is not None else None)
+    tflm_flash = (model_file_bytes + runtime_code_bytes
+                  if runtime_code_bytes is not None else None)
     status = "PASS" if check.bit_exact else "FAIL"
     detail = (f"{a.n_samples} samples built for {f.cpu} and run under qemu-system-arm -M "
               f"{f.machine}: max abs diff {a.max_abs_diff_lsb} LSB against TFLM on "
@@ -59,6 +64,7 @@ def generated_c(check, flash: dict, tflm_arena_bytes: int, macs: int) -> tuple[C
         "n_values_differing": a.n_values_differing,
         "tflm_arena_bytes": tflm_arena_bytes,
         "ram_ratio_vs_tflm_arena": model_ram / tflm_arena_bytes,
+        "tflm_model_file_bytes": model_file_bytes,
         "tflm_flash_bytes": tflm_flash,
         "flash_ratio_vs_tflm": (fp.model_flash_bytes / tflm_flash) if tflm_flash else None,
         "footprint_method": fp.method, "stack_method": f.stack_method,
@@ -68,7 +74,7 @@ def generated_c(check, flash: dict, tflm_arena_bytes: int, macs: int) -> tuple[C
             "model.c and its kernels) / TFLM's measured arena (64-bit host build, so TFLM's "
             "side is larger than on a 32-bit core); flash ratio = model code + constants "
             "(model.c and its kernels, object files before --gc-sections) / (the model file "
-            f"the board flashes with TFLM, {flash['model_file']}, + TFLM's runtime code "
+            f"TFLM would run on the board's CPU, {check.model_file}, + TFLM's runtime code "
             "estimate, x86-64 code of the used kernels and core)"),
     }
     return Check(CHECK_NAME, status, detail, kind="codegen"), data
@@ -106,9 +112,10 @@ def generated_c_section(fp: dict) -> list[str]:
          f"max abs diff {g['max_abs_diff_lsb']} LSB on {g['samples']} samples"],
         ["RAM ÷ TFLM arena", f"{g['ram_ratio_vs_tflm_arena']:.3f}",
          f"{b(g['model_ram_bytes'])} ÷ {b(g['tflm_arena_bytes'])}"],
-        ["model flash ÷ TFLM (file + runtime code)",
+        ["model flash ÷ TFLM (file + runtime code estimate)",
          "unknown" if ratio is None else f"{ratio:.3f}",
-         f"{b(g['model_flash_bytes'])} ÷ {b(g['tflm_flash_bytes'])}"],
+         f"{b(g['model_flash_bytes'])} ÷ {b(g['tflm_flash_bytes'])}: the divisor holds "
+         "an estimate (TFLM's runtime code)"],
     ]
     from tinyshare.pipeline.report.markdown_table import table
 
@@ -117,3 +124,44 @@ def generated_c_section(fp: dict) -> list[str]:
         f"{g['cpu']} and run under qemu-system-arm -M {g['machine']}. Sizes, stack and "
         "instruction counts are measured; instruction counts are emulated, not time.", "",
         table(["figure", "value", "how"], rows), "", g["ratio_method"] + ".", ""]
+
+
+def generated_c_summary(reports: list[dict]) -> list[str]:
+    """The summary report's "Generated C" table: one row per board whose model ran as C.
+
+    Args:
+        reports: the boards' ``report.json`` dicts (version 2).
+
+    Returns:
+        Markdown lines; empty when no board has ``footprint.generated_c``.
+    """
+    from tinyshare.pipeline.report.markdown_table import bytes_text, table
+
+    found = [(r["board"]["name"], r["footprint"].get("generated_c")) for r in reports]
+    found = [(name, g) for name, g in found if g]
+    if not found:
+        return []
+    rows, notes = [], []
+    for name, g in found:
+        if g["status"] != "ran":
+            notes.append(f"- {name}: {g['note']}")
+            continue
+        flash = g["flash_ratio_vs_tflm"]
+        rows.append([name, g["cpu"], "yes" if g["bit_exact"] else "**NO**",
+                     f"{g['max_abs_diff_lsb']} LSB / {g['samples']:,}",
+                     bytes_text(g["model_flash_bytes"]),
+                     "n/a" if flash is None else f"{flash:.3f}",
+                     bytes_text(g["model_ram_bytes"]), f"{g['ram_ratio_vs_tflm_arena']:.3f}",
+                     f"{g['instructions_per_inference']:,}"])
+    lines = ["## Generated C (no interpreter)", ""]
+    if rows:
+        lines += [table(["board", "core", "bit-exact with TFLM", "max diff / samples",
+                         "model flash", "flash ÷ TFLM (file + runtime code estimate)",
+                         "model RAM", "RAM ÷ TFLM arena",
+                         "instructions per inference (emulated)"], rows), "",
+                  "Flash and RAM measured on the linked ELF (arm-none-eabi-size), the stack "
+                  "by painting it; model RAM = arena + stack high-water in model_invoke + "
+                  "other data/bss. The flash ratio divides by an estimate (TFLM's runtime "
+                  "code). Instruction counts are emulated under qemu-system-arm, not time.",
+                  ""]
+    return lines + notes + ([""] if notes else [])

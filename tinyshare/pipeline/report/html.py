@@ -8,15 +8,15 @@ size) may be null.
 
 from __future__ import annotations
 
-import re
-from html import escape
-
 from tinyshare.pipeline.report import plots
+from tinyshare.pipeline.report.html_generated_c import generated_c_section
+from tinyshare.pipeline.report.html_table import esc as _e
+from tinyshare.pipeline.report.html_table import get_path as _get
+from tinyshare.pipeline.report.html_table import pct as _pct
+from tinyshare.pipeline.report.html_table import table as _table
 from tinyshare.pipeline.report.markdown_table import bytes_text as _b
 
 __all__ = ["run_html"]
-
-_NUMBER = re.compile(r"[+\-−]?\d[\d,.]*(\s|<|$)")  # a cell that starts with a number
 
 _CSS = """
 body{margin:0;background:#eef0f3;color:#1d2433;
@@ -47,39 +47,6 @@ figcaption{color:#555;font-size:13px;margin-top:4px}code{font-size:12px;backgrou
  padding:1px 4px;border-radius:3px;word-break:break-all}ul{margin:4px 0 8px}
 details summary{cursor:pointer;color:#1f6fb4;margin:6px 0}
 """
-
-
-def _e(value: object) -> str:
-    return escape(str(value), quote=True)
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100.0 * x:.2f} %"
-
-
-def _get(d: dict | None, *keys: str):
-    """``d[k1][k2]...``, or None where a level is missing or null."""
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
-def _row(cells: list[str], tag: str = "td") -> str:
-    """One table row; ``cells`` are HTML already (``_e``-escaped by the caller)."""
-    out = []
-    for c in cells:
-        cls = ' class="num"' if _NUMBER.match(c) else ""
-        out.append(f"<{tag}{cls}>{c}</{tag}>")
-    return "<tr>" + "".join(out) + "</tr>"
-
-
-def _table(header: list[str], rows: list[list[str]], cls: str = "", foot=None) -> str:
-    head = _row([_e(h) for h in header], "th")
-    body = "".join(_row(r) for r in rows)
-    tfoot = f"<tfoot>{_row(foot)}</tfoot>" if foot else ""
-    return f'<table class="{cls}"><thead>{head}</thead><tbody>{body}</tbody>{tfoot}</table>'
 
 
 def _usage(need: int | None, budget: int | None) -> str:
@@ -382,11 +349,13 @@ def run_html(summary: dict) -> str:
     Returns:
         A complete HTML document (UTF-8 text) with inline CSS and inline SVG plots: header,
         board × metric table, violations, plots, per-layer table, Vela section (boards with
-        Vela only) and the shared-against-twin section.
+        Vela only), the generated C section (boards whose model ran as generated C) and
+        the shared-against-twin section.
     """
     boards = summary["boards"]
     body = [_header(summary), _boards_section(boards), _violations_section(boards),
             _plots_section(summary), _layers_section(boards), _vela_section(boards),
+            generated_c_section(boards),
             _twin_section(summary), _footer(boards)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>tinyshare run {_e(summary['run'])}</title><style>{_CSS}</style></head>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinyshare.pipeline.report.generated_c import generated_c_section
+from tinyshare.pipeline.report.generated_c import generated_c_section, generated_c_summary
 from tinyshare.pipeline.report.markdown_cluster import cluster_section
 from tinyshare.pipeline.report.markdown_memory import (
     flash_section,
@@ -220,6 +220,7 @@ def summary_markdown(run: str, reports: list[dict], storage: dict, model: dict) 
         "All runs are host runs of each runtime; no number here is a device latency.",
         "",
     ]
+    lines += generated_c_summary(reports)
     lines += _sharing_section(model, storage)
     return "\n".join(lines)
 
