@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tinyshare.targets.codegen._emit import _Emitter
 
 _C_TYPES = {"int8": ("int8_t", 16), "int32": ("int32_t", 8)}
+_PER_LINE_PACKED = 16
 
 
 def _c_values(values: np.ndarray, per_line: int) -> str:
@@ -31,7 +32,8 @@ def _shape(shape: Sequence[int]) -> str:
 
 
 def const_block(e: _Emitter) -> tuple[list[str], list[ConstBuffer]]:
-    """One ``static const`` array per buffer the ops read, with a comment naming its readers.
+    """One ``static const`` array per buffer the ops read, with a comment naming its readers;
+    two (``ts_idx<buffer>`` uint8 indices, ``ts_lut<buffer>`` int8 tables) per codebook.
 
     Raises:
         UnsupportedOpError: tensors of different dtypes, or not int8/int32, share a buffer.
@@ -47,14 +49,26 @@ def const_block(e: _Emitter) -> tuple[list[str], list[ConstBuffer]]:
         ctype, per_line = _C_TYPES[first.dtype]
         readers = tuple(sorted(e.buffer_readers[buf]))
         names = tuple(t.name for t in tensors)
+        cb = e.codebooks.get(buf)
+        note = ("" if cb is None else
+                f"; codebook: {cb.bits}-bit indices, {cb.channels} x {1 << cb.bits} values, "
+                f"{cb.plain_nbytes} -> {cb.nbytes} bytes")
         lines.append(f"/* buffer {buf}: {_shape(first.shape)} {first.dtype}, read by op"
                      f"{'s' if len(readers) > 1 else ''} {', '.join(map(str, readers))}"
-                     f"{' (shared)' if len(readers) > 1 else ''} */")
-        lines.append(f"static const {ctype} ts_buf{buf}[{first.numel}] = {{\n    "
-                     f"{_c_values(first.data, per_line)}\n}};")
-        infos.append(ConstBuffer(buffer=buf, c_name=f"ts_buf{buf}", dtype=first.dtype,
-                                 shape=first.shape, nbytes=first.numel * first.data.itemsize,
-                                 tensors=names, reader_ops=readers))
+                     f"{' (shared)' if len(readers) > 1 else ''}{note} */")
+        if cb is None:
+            lines.append(f"static const {ctype} ts_buf{buf}[{first.numel}] = {{\n    "
+                         f"{_c_values(first.data, per_line)}\n}};")
+            c_name, nbytes = f"ts_buf{buf}", first.numel * first.data.itemsize
+        else:
+            lines.append(f"static const uint8_t ts_idx{buf}[{cb.indices.size}] = {{\n    "
+                         f"{_c_values(cb.indices, _PER_LINE_PACKED)}\n}};")
+            lines.append(f"static const int8_t ts_lut{buf}[{cb.table.size}] = {{\n    "
+                         f"{_c_values(cb.table, _PER_LINE_PACKED)}\n}};")
+            c_name, nbytes = f"ts_idx{buf}", cb.nbytes
+        infos.append(ConstBuffer(buffer=buf, c_name=c_name, dtype=first.dtype, shape=first.shape,
+                                 nbytes=nbytes, tensors=names, reader_ops=readers,
+                                 packed_bits=None if cb is None else cb.bits))
     return lines, infos
 
 
@@ -118,7 +132,8 @@ def source_text(model_name: str, lowered: list[tuple[Op, Lowered]], const_lines:
         "#include <string.h>", "", '#include "model.h"', '#include "ts_kernels.h"', "",
         "#if defined(__GNUC__) || defined(__clang__)",
         "#define TS_ALIGN16 __attribute__((aligned(16)))", "#else", "#define TS_ALIGN16", "#endif",
-        "", "/* ---- constants: one array per .tflite buffer ---- */", *const_lines, "",
+        "", "/* ---- constants: one array per .tflite buffer (a codebook: indices + table) ---- */",
+        *const_lines, "",
         "/* ---- requantization tables (computed by the generator) ---- */", *table_lines, "",
         "/* ---- op parameters ---- */", *params_block(lowered), "",
         "static int8_t arena[MODEL_ARENA_BYTES] TS_ALIGN16;", "",

@@ -103,4 +103,10 @@ void ts_pad(const ts_pad_params *p, const int8_t *input, int8_t *output);
 void ts_transpose(const ts_transpose_params *p, const int8_t *input, int8_t *output);
 void ts_reshape(const int8_t *input, int8_t *output, size_t nbytes);
 
+/* Codebook (clustered) weights: writes numel int8 values to output, element i being
+ * table[c * 2^bits + k] with c = (i / inner) % channels and k the bits-wide index at bit
+ * i * bits of indices (the first element in the low bits of byte 0); bits is 1, 2 or 4. */
+void ts_unpack_codebook(const uint8_t *indices, const int8_t *table, int bits, int channels,
+                        size_t inner, size_t numel, int8_t *output);
+
 #endif /* TS_KERNELS_H */
