@@ -6,7 +6,7 @@
   per channel: host build bit-exact with TFLM running the plain file, flash smaller by
   exactly the codebook's saving;
 * a filter read by two ops: one index array and one table, decoded before each op;
-* ``configs/digits_clustered.toml`` (slow): bit-exact on the test split, fewer weight bytes.
+* the clustered digits model through the pipeline: ``tests/pipeline/test_cluster_pipeline.py``.
 """
 
 from __future__ import annotations
@@ -287,38 +287,3 @@ def test_shared_filter_is_packed_once_and_decoded_by_each_op(tmp_path):
 
 
 # ---- a real clustered model ------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_digits_clustered_is_bit_exact_and_smaller(tmp_path_factory, tmp_path):
-    from tinyshare.config import load_config
-    from tinyshare.data import load_splits
-    from tinyshare.export.inspect import inspect_model
-    from tinyshare.pipeline.stages import Stage, run
-    from tinyshare.targets.codegen import generate_c
-    from tinyshare.targets.runtimes.base import quantize_input
-
-    out = tmp_path_factory.mktemp("runs")
-    cfg = load_config(ROOT / "configs" / "digits_clustered.toml",
-                      [f'output_dir="{out}"', "train.epochs=1"])
-    assert cfg.cluster is not None and cfg.cluster.k == 16
-    result = run(cfg, until=Stage.EXPORT, command="pytest codegen digits_clustered")
-    tflite = result.run_dir / "export" / "model_int8.tflite"
-    x_nchw = load_splits(cfg.data, cfg.seed).x_test
-    info = inspect_model(tflite)
-    t = info.tensor(info.inputs[0])
-    x = quantize_input(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)), t.scales[0],
-                       t.zero_points[0])
-    x = np.concatenate([x, int8_samples(np.random.default_rng(0), t.shape, 16)])
-    assert len(x) >= 64
-
-    gen, host, ref = _host_vs_tflm(tflite, tmp_path / "packed", x)
-    _assert_bit_exact(host, ref)
-
-    plain = generate_c(tflite, tmp_path / "plain")
-    assert plain.weight_bytes == info.stored_weight_bytes
-    assert gen.weight_bytes < plain.weight_bytes
-    assert plain.weight_bytes - gen.weight_bytes == gen.codebook_saved_bytes > 0
-    # the clustered FC head (10, 256): 16 values per channel -> 4-bit, 1280 + 160 bytes
-    head = [b for b in gen.codebook_buffers if b.shape == (10, 256)]
-    assert len(head) == 1 and head[0].packed_bits == 4 and head[0].nbytes == 1280 + 160

@@ -1,12 +1,14 @@
 """Codebook clustering through the pipeline: ``[cluster]`` config validation (fast), and a
 clustered digits_cnn from training to the reports (slow): ≤ k int8 values per channel, TFLM
 LUT-compressed copies bit-identical to the uncompressed files and smaller on disk, the TFLM
-board's flash and RAM taken from the compressed copy, the Ethos-U board left uncompressed."""
+board's flash and RAM taken from the compressed copy, the Ethos-U board left uncompressed,
+and the generated C storing the clustered filters as packed codebooks, bit-exact with TFLM."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import typing
 from pathlib import Path
 
@@ -173,6 +175,32 @@ def test_tflm_board_flashes_the_compressed_copy_and_its_arena(clustered_run):
     deploy = clustered_run.run_dir / TFLM_BOARD
     assert (deploy / "model_int8_nonames_lut.tflite").read_bytes() == (
         export / "model_int8_nonames_lut.tflite").read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.emulated
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm")),
+                    reason="arm-none-eabi-gcc / qemu-system-arm not on PATH (make test installs them)")
+def test_generated_c_packs_the_codebooks_and_stays_bit_exact(clustered_run):
+    from tinyshare.targets.codegen import generate_c
+
+    check = clustered_run.validation.codegen[TFLM_BOARD]
+    assert check.bit_exact and check.agreement.n_samples == 128
+    gen = check.generated
+    tflite = clustered_run.run_dir / "export" / check.model_file  # the run's final folder
+    plain = generate_c(tflite, clustered_run.run_dir / "plain_c")
+    assert plain.weight_bytes == inspect_model(tflite).stored_weight_bytes
+    # the clustered FC head (10 classes): k = 16 values per channel -> 4-bit indices + tables
+    (head,) = [b for b in gen.codebook_buffers if len(b.shape) == 2 and b.shape[0] == 10]
+    assert head.packed_bits == 4 and head.nbytes == head.plain_nbytes // 2 + 10 * 16
+    assert plain.weight_bytes - gen.weight_bytes == gen.codebook_saved_bytes > 0
+    g = _report(clustered_run, TFLM_BOARD)["footprint"]["generated_c"]
+    assert g["codebook_buffers"] == len(gen.codebook_buffers)
+    assert g["codebook_saved_bytes"] == gen.codebook_saved_bytes
+    # TFLM's side of the flash ratio: the plain file's kernels, without the DECODE code
+    flash = _report(clustered_run, TFLM_BOARD)["footprint"]["flash"]
+    decode = flash["runtime_code_per_kernel_bytes"]["tensor decompression (DECODE)"]
+    assert g["tflm_flash_bytes"] == g["tflm_model_file_bytes"] + flash["runtime_code_bytes"] - decode
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ must equal TFLM's outputs of the same file exactly (0 LSB).
 
 ``validation.codegen``: "auto" runs when both tools are on PATH and otherwise records why
 not; "on" makes a missing tool an error (``require_codegen_tools``, called before any folder
-is written); "off" skips. Each board's emulated run is bounded by
+is written); "off" skips. With ``[cluster]`` the C stores each clustered filter as packed
+indices + per-channel value table (``generate_c(pack_codebooks=True)``). Each board's emulated run is bounded by
 ``validation.emulate_timeout_s``; a run past it is an error (FAIL) that names the limit.
 """
 
@@ -148,15 +149,17 @@ def run_codegen_checks(cfg: RunConfig, boards, exported, x_nchw: np.ndarray,
             continue
         results[board.name] = _check_board(board, path, x_nchw,
                                            tflm_stripped if strip else tflm, out, generated,
-                                           cfg.validation.emulate_timeout_s)
+                                           cfg.validation.emulate_timeout_s,
+                                           pack_codebooks=cfg.cluster is not None)
     if progress:
         progress("generated C under qemu-system-arm", len(targets), len(targets))
     return results
 
 
 def _check_board(board, path: Path, x_nchw, reference, out: Path, generated: dict,
-                 timeout_s: float) -> CodegenCheck:
-    """Generate (once per file), build and run one board's C; compare with TFLM."""
+                 timeout_s: float, pack_codebooks: bool) -> CodegenCheck:
+    """Generate (once per file; a clustered model's codebooks packed), build and run one
+    board's C; compare with TFLM."""
     from tinyshare.errors import BudgetExceededError
     from tinyshare.targets.agreement import compare
     from tinyshare.targets.codegen import build_cortex_m, generate_c, run_cortex_m
@@ -170,7 +173,8 @@ def _check_board(board, path: Path, x_nchw, reference, out: Path, generated: dic
     try:
         gen = generated.get(path)
         if gen is None:
-            gen = generated[path] = generate_c(path, out / "c" / path.stem)
+            gen = generated[path] = generate_c(path, out / "c" / path.stem,
+                                               pack_codebooks=pack_codebooks)
         image = build_cortex_m(gen, board, out / board.name)
         x = quantize_input(nchw_to_nhwc(x_nchw), gen.input_scale, gen.input_zero_point)
         run = run_cortex_m(image, x, timeout_s=timeout_s)

@@ -263,8 +263,9 @@ def build_board_report(ctx, board) -> BoardReport:
     if codegen is not None:
         sizes = {i.path.name: i.file_bytes
                  for i in (ctx.infos["tflite_int8"], ctx.infos["tflite_int8_stripped"])}
+        code = ctx.runtime_code(board)  # the plain file's kernels, no DECODE code
         check, footprint["generated_c"] = generated_c(
-            codegen, sizes[codegen.model_file], footprint["flash"]["runtime_code_bytes"],
+            codegen, sizes[codegen.model_file], code.total_bytes if code else None,
             v.arena.arena_bytes, ctx.per_layer["tflite_int8"]["totals"]["macs"])
         checks.append(check)
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
