@@ -8,7 +8,7 @@ CONFIG ?= configs/digits.toml
 
 TS     := $(VENV)/bin/tinyshare
 
-.PHONY: demo test install clean boards boards-list bench-emulation
+.PHONY: demo test install clean boards boards-list bench-emulation bench-generated-c
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,10 @@ boards: $(STAMP) $(QEMU)
 
 bench-emulation: $(STAMP) $(QEMU)
 	$(PY) benchmarks/emulated_validation.py
+
+# Generated C against TFLM per zoo model and Cortex-M core (flash and RAM ratios, bit-exact).
+bench-generated-c: $(STAMP) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)
+	$(PY) benchmarks/generated_c.py
 
 boards-list: $(STAMP)
 	$(TS) boards list

@@ -1,10 +1,13 @@
 """Every zoo model beyond digits_cnn, shared and twin, through train (its tiny config on the
 bundled digits, resized to its input) → int8 → both exports → host validation, with the
-sharing invariants of ``sharing_checks``."""
+sharing invariants of ``sharing_checks``; and its generated C built for each MCU core
+(Cortex-M4F, M7, M55) and run under qemu-system-arm on the whole test split, bit-exact with
+TFLM (when arm-none-eabi-gcc and qemu-system-arm are installed, as ``make test`` does)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ZOO_TINY = {"ds_cnn_tiny": ((1, 49, 10), 0.70), "resnet8_tiny": ((3, 32, 32), 0.80),
             "mobilenet_v1_025_tiny": ((1, 96, 96), 0.75)}
 
+MCU_BOARDS = ("stm32f746g-disco", "nano33-ble-sense", "corstone-300-mps3")
+HAS_ARM_TOOLS = all(shutil.which(t) for t in ("arm-none-eabi-gcc", "qemu-system-arm"))
+
 MLPERF = {"ds_cnn_tiny": "KWS DS-CNN", "resnet8_tiny": "IC ResNet-8",
           "mobilenet_v1_025_tiny": "VWW MobileNet v1 0.25"}
 
@@ -28,7 +34,8 @@ def zoo_run(request, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("zoo")
     cfg = load_config(ROOT / "configs" / f"{request.param}.toml",
-                      [f'output_dir="{out}"', 'boards=["stm32f746g-disco"]'])
+                      [f'output_dir="{out}"', f"boards={list(MCU_BOARDS)}",
+                       "validation.max_samples=0"])
     return request.param, run(cfg, command=f"pytest {request.param}")
 
 
@@ -54,6 +61,27 @@ def test_zoo_model_runs_end_to_end_with_sharing_kept(zoo_run):
     assert ref["benchmark"] == MLPERF[name] and ref["source"].startswith("https://")
     md = (run.run_dir / "boards" / "stm32f746g-disco" / "report.md").read_text()
     assert f"MLPerf Tiny reference for this architecture: {MLPERF[name]}" in md
+
+
+@pytest.mark.slow
+@pytest.mark.emulated
+@pytest.mark.skipif(not HAS_ARM_TOOLS, reason="arm-none-eabi-gcc / qemu-system-arm not on PATH "
+                    "(make test installs them)")
+def test_zoo_model_generated_c_is_bit_exact_on_every_cortex_m_core(zoo_run):
+    name, run = zoo_run
+    n_test = len(np.load(run.run_dir / "data" / "test.npz")["y"])
+    cpus = set()
+    for board in MCU_BOARDS:
+        check = run.validation.codegen[board]
+        assert check.skipped is None and check.error is None, (board, check)
+        assert check.agreement.n_samples == n_test  # the whole test split
+        assert check.bit_exact, (board, check.agreement.max_abs_diff_lsb)
+        # one generated model per file: sharing kept in the C arrays
+        gen = check.generated
+        assert max(len(b.reader_ops) for b in gen.buffers) > 1
+        assert check.figures.footprint.model_flash_bytes > gen.const_bytes
+        cpus.add(check.figures.cpu)
+    assert cpus == {"Cortex-M4F", "Cortex-M7", "Cortex-M55"}
 
 
 def test_resize_and_channel_repeat_of_the_digits():
