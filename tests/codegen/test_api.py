@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -69,6 +73,21 @@ def test_generated_files_and_figures(conv_model, tmp_path):
     assert gen.arena_bytes == 32 + 64  # 25-byte input and 50-byte output, 16-byte aligned
     header = gen.model_h.read_text()
     assert "#define MODEL_INPUT_ZERO_POINT (3)" in header and "MODEL_OUTPUT_DIMS {1, 5, 5, 2}" in header
+    # which file, which rounding, the class count, and includable from C++ firmware
+    digest = hashlib.sha256(conv_model.read_bytes()).hexdigest()
+    assert f"Source SHA-256: {digest}" in header and "double rounding" in header
+    assert "#define MODEL_OUTPUT_CLASSES 2" in header and "(1, 5, 5, 1) int8, NHWC" in header
+    assert 'extern "C" {' in header
+    if shutil.which("g++"):  # a C++ caller links against the C objects
+        (tmp_path / "use.cpp").write_text(
+            '#include "model.h"\nint main() { int8_t i[MODEL_INPUT_BYTES] = {0}; '
+            "int8_t o[MODEL_OUTPUT_BYTES]; return model_invoke(i, o); }\n")
+        subprocess.run(["gcc", "-c", "-std=c99", "model.c", "conv2d.c"], cwd=gen.out_dir,
+                       check=True)
+        subprocess.run(["g++", f"-I{gen.out_dir}", str(tmp_path / "use.cpp"),
+                        str(gen.out_dir / "model.o"), str(gen.out_dir / "conv2d.o"), "-o",
+                        str(tmp_path / "use")], check=True)
+        assert subprocess.run([str(tmp_path / "use")]).returncode == 0
     x = np.zeros((3, 5, 5, 1), np.int8)
     y = run_host(build_host(gen), x)
     assert y.shape == (3, 5, 5, 2) and y.dtype == np.int8 and (y == y[0]).all()

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -237,7 +238,9 @@ def generate_c(tflite_path: str | Path, out_dir: str | Path, *,
     summary = (f"{len(g.ops)} ops; constants: {weight_bytes} bytes from the file's buffers"
                f"{codebook_note} + {table_bytes} bytes of requantization tables; arena: "
                f"{arena_size} bytes.")
-    (out / "model.h").write_text(header_text(g.path.name, x, y, arena_size))
+    digest = hashlib.sha256(g.path.read_bytes()).hexdigest()
+    (out / "model.h").write_text(header_text(g.path.name, x, y, arena_size,
+                                             source_sha256=digest, rounding=rounding))
     (out / "model.c").write_text(source_text(g.path.name, lowered, const_lines, table_lines,
                                              (offsets[x.index], offsets[y.index]), summary))
     no_alias = _plan(g, False, scratch)[3] if alias_ops else arena_bytes

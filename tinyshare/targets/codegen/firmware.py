@@ -218,11 +218,12 @@ def _project_section(g: GeneratedModel, headers: tuple[str, ...], t: CortexMTarg
         "## Add it to a firmware project", "",
         f"Add **`model.c`**, the kernels ({', '.join(f'`{k}`' for k in kernels) or 'none'}) "
         f"and the headers ({', '.join(f'`{h}`' for h in headers)}). They are C99 with no "
-        "heap, no RTOS and no libc beyond `<string.h>` (`memcpy`, `memmove`, `memset`); compile them with your project's flags "
+        "heap, no RTOS and no libc beyond `<string.h>` (`memcpy`, `memmove`, `memset`); "
+        "compile them with your project's flags "
         f"(this folder's test image uses `{_words((*t.cflags, *TARGET_CFLAGS))}`). Do not "
         "edit `ts_config.h`: it selects the rounding the constants were computed for "
-        f"({g.rounding}). From C++ (an Arduino sketch, say), include `model.h` inside "
-        '`extern "C" { ... }`: the header has no C++ guard.', "",
+        f"({g.rounding}). `model.h` has a C++ guard, so a C++ firmware (an Arduino sketch, "
+        "say) includes it as it is; it also names the source .tflite and its SHA-256.", "",
         "```c", '#include "model.h"', "",
         "static int8_t in[MODEL_INPUT_BYTES], out[MODEL_OUTPUT_BYTES];", "",
         "/* x: MODEL_INPUT_BYTES real values in the input layout; y: MODEL_OUTPUT_BYTES */",
