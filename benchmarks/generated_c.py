@@ -23,18 +23,15 @@ Writes benchmarks/results/generated_c-<date>.json and .md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
+from _record import write_record
+from zoo_footprint import ZOO
+
 ROOT = Path(__file__).resolve().parents[1]
-ZOO_TINY = {"digits_cnn": "digits_tiny", "ds_cnn": "ds_cnn_tiny", "resnet8": "resnet8_tiny",
-            "mobilenet_v1_025": "mobilenet_v1_025_tiny"}
-BOARDS = ("nano33-ble-sense", "stm32f746g-disco", "corstone-300-mps3")
 KEYS = ("cpu", "machine", "samples", "bit_exact", "max_abs_diff_lsb", "model_file",
         "model_flash_bytes", "image_flash_bytes", "arena_bytes", "other_data_bss_bytes",
         "invoke_stack_high_water_bytes", "model_ram_bytes", "instructions_per_inference",
@@ -43,24 +40,37 @@ KEYS = ("cpu", "machine", "samples", "bit_exact", "max_abs_diff_lsb", "model_fil
         "flash_ratio_vs_tflm")
 
 
+def _mcu_boards() -> list[str]:
+    """The registry's boards the code generator builds for (one per Cortex-M core)."""
+    from tinyshare.pipeline.codegen_check import codegen_boards
+    from tinyshare.targets.board_registry import list_boards
+
+    return [b.name for b in codegen_boards(list_boards())]
+
+
 def _model(config: str, epochs: int, tmp: Path) -> dict:
     """The tiny config through the pipeline for the MCU boards; each board's figures."""
     from tinyshare.config import load_config
     from tinyshare.pipeline.stages import run
 
+    boards = _mcu_boards()
     cfg = load_config(ROOT / "configs" / f"{config}.toml", [
-        f'output_dir="{tmp}"', f"boards={list(BOARDS)}", f"train.epochs={epochs}",
+        f'output_dir="{tmp}"', f"boards={boards}", f"train.epochs={epochs}",
         "validation.max_samples=0", 'validation.codegen="on"'])
     result = run(cfg, command=f"benchmarks/generated_c.py ({config})")
-    boards = {}
-    for board in BOARDS:
+    figures = {}
+    for board in boards:
         report = json.loads((result.run_dir / "boards" / board / "report.json").read_text())
         g = report["footprint"]["generated_c"]
         if g["status"] != "ran":
-            boards[board] = {"status": g["status"], "note": g["note"]}
+            figures[board] = {"status": g["status"], "note": g["note"]}
             continue
-        boards[board] = {"status": "ran", **{k: g[k] for k in KEYS}}
-    return {"config": f"configs/{config}.toml", "train_epochs": epochs, "boards": boards}
+        figures[board] = {"status": "ran", **{k: g[k] for k in KEYS}}
+    return {"config": f"configs/{config}.toml", "train_epochs": epochs, "boards": figures}
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _markdown(record: dict) -> str:
@@ -84,7 +94,8 @@ def _markdown(record: dict) -> str:
             lines.append(
                 f"| {name} | {g['cpu']} | {'yes' if g['bit_exact'] else '**NO**'} / "
                 f"{g['samples']} | {g['model_flash_bytes']:,} B | "
-                f"{g['tflm_flash_bytes']:,} B | **{g['flash_ratio_vs_tflm']:.3f}** | "
+                f"{_num(g['tflm_flash_bytes'], ',')} B | "
+                f"**{_num(g['flash_ratio_vs_tflm'], '.3f')}** | "
                 f"{g['model_ram_bytes']:,} B | {g['tflm_arena_bytes']:,} B | "
                 f"**{g['ram_ratio_vs_tflm_arena']:.3f}** | "
                 f"{g['instructions_per_inference']:,} | {g['macs_per_instruction']:.3f} |")
@@ -92,10 +103,13 @@ def _markdown(record: dict) -> str:
            if g["status"] == "ran"]
     if ran:
         worst_ram = max(g["ram_ratio_vs_tflm_arena"] for g in ran)
-        worst_flash = max(g["flash_ratio_vs_tflm"] for g in ran)
+        flash = [g["flash_ratio_vs_tflm"] for g in ran if g["flash_ratio_vs_tflm"] is not None]
+        worst_flash = max(flash, default=None)
+        flash_goal = ("unknown" if worst_flash is None
+                      else "met" if worst_flash <= 1 else "missed")
         lines += ["", f"Goals: RAM ≤ TFLM arena (worst ratio {worst_ram:.3f}, "
                   f"{'met' if worst_ram <= 1 else 'missed'}); flash ≤ TFLM model + runtime "
-                  f"(worst ratio {worst_flash:.3f}, {'met' if worst_flash <= 1 else 'missed'})"
+                  f"(worst ratio {_num(worst_flash, '.3f')}, {flash_goal})"
                   f"; bit-exact on every board: "
                   f"{'yes' if all(g['bit_exact'] for g in ran) else 'NO'}."]
     lines += ["", f"Machine: {record['machine']}; command: `{record['command']}`.", ""]
@@ -105,31 +119,20 @@ def _markdown(record: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=1, help="training epochs per model")
-    parser.add_argument("--models", default=",".join(ZOO_TINY),
-                        help=f"comma-separated subset of {', '.join(ZOO_TINY)}")
+    parser.add_argument("--models", default=",".join(ZOO),
+                        help=f"comma-separated subset of {', '.join(ZOO)}")
     args = parser.parse_args()
-    from tinyshare.artifacts import package_versions
-
     names = [n for n in args.models.split(",") if n]
-    unknown = sorted(set(names) - set(ZOO_TINY))
+    unknown = sorted(set(names) - set(ZOO))
     if unknown:
-        print(f"--models: unknown {unknown}; expected some of {list(ZOO_TINY)}", file=sys.stderr)
+        print(f"--models: unknown {unknown}; expected some of {list(ZOO)}", file=sys.stderr)
         return 2
     models = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            models[name] = _model(ZOO_TINY[name], args.epochs, Path(tmp))
+            models[name] = _model(ZOO[name][1], args.epochs, Path(tmp))
             print(name, json.dumps(models[name]), flush=True)
-    record = {"benchmark": "generated_c", "date": dt.date.today().isoformat(),
-              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                         f"{os.cpu_count()} cores",
-              "versions": package_versions(), "command": " ".join(["python", *sys.argv]),
-              "models": models}
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"generated_c-{record['date']}.json").write_text(json.dumps(record, indent=1))
-    (out / f"generated_c-{record['date']}.md").write_text(_markdown(record))
-    print(_markdown(record))
+    write_record("generated_c", {"models": models}, _markdown)
     return 0
 
 

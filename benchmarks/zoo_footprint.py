@@ -18,12 +18,12 @@ Writes benchmarks/results/zoo_footprint-<date>.json and .md.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
+
+from _record import write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 # model -> (real config, tiny config)
@@ -128,8 +128,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-tiny", action="store_true", help="only the real configs")
     args = parser.parse_args()
-    from tinyshare.artifacts import package_versions
-
     models = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, (real, tiny) in ZOO.items():
@@ -138,16 +136,7 @@ def main() -> int:
                 entry["tiny"] = _tiny(tiny, Path(tmp))
             models[name] = entry
             print(name, json.dumps(entry), flush=True)
-    record = {"benchmark": "zoo_footprint", "date": dt.date.today().isoformat(),
-              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
-                         f"{__import__('os').cpu_count()} cores",
-              "versions": package_versions(), "command": " ".join(["python", *sys.argv]),
-              "models": models}
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"zoo_footprint-{record['date']}.json").write_text(json.dumps(record, indent=1))
-    (out / f"zoo_footprint-{record['date']}.md").write_text(_markdown(record))
-    print(_markdown(record))
+    write_record("zoo_footprint", {"models": models}, _markdown)
     return 0
 
 

@@ -37,6 +37,10 @@ class RuntimeUnavailableError(TinyshareError):
     """A runtime (LiteRT, onnxruntime, TFLM, ...) cannot be imported or started."""
 
 
+class ToolTimeoutError(RuntimeUnavailableError):
+    """An external tool (compiler, emulator, Vela...) ran past its time limit."""
+
+
 class SharingError(TinyshareError):
     """Weight sharing was broken by a stage (a shared weight duplicated or quantized twice)."""
 

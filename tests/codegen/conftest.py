@@ -3,7 +3,8 @@
 Registers the helper modules of this folder by name (pytest runs in importlib mode, so the
 folder is not a package): ``codegen_single_op`` (hand-built one-op .tflite files) and
 ``codegen_harness`` (run the generated C and TFLM on the same int8 samples). Provides
-``check_bit_exact``; skips the folder when gcc is missing.
+``check_bit_exact`` and a one-op CONV_2D model (``one_op_conv_tflite``, and its generated C
+``conv_c``); skips the folder when gcc is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ for _name, _file in (("codegen_single_op", "single_op.py"), ("codegen_harness", 
         _spec.loader.exec_module(_module)
 
 from codegen_harness import int8_samples, run_both  # noqa: E402
+from codegen_single_op import T, conv_options, write_model  # noqa: E402
 
 
 def pytest_collection_modifyitems(items):
@@ -51,3 +53,25 @@ def check_bit_exact(tmp_path):
         return gen, host
 
     return check
+
+
+@pytest.fixture(scope="module")
+def one_op_conv_tflite(tmp_path_factory) -> Path:
+    """A one-op CONV_2D ``.tflite``: (1, 5, 5, 1) int8 input (scale 0.02, zero point 3),
+    two 3x3 per-channel filters, (1, 5, 5, 2) int8 output (scale 0.05, zero point -1)."""
+    w = np.random.default_rng(0).integers(-127, 128, (2, 3, 3, 1)).astype(np.int8)
+    return write_model(tmp_path_factory.mktemp("conv") / "conv.tflite", "CONV_2D",
+                       [T((1, 5, 5, 1), scale=0.02, zero_point=3),
+                        T((2, 3, 3, 1), scale=[0.01, 0.02], data=w),
+                        T((2,), "int32", scale=[2e-4, 4e-4], data=np.array([100, -100]))],
+                       T((1, 5, 5, 2), scale=0.05, zero_point=-1), "Conv2DOptions",
+                       conv_options())
+
+
+@pytest.fixture(scope="module")
+def conv_c(one_op_conv_tflite, tmp_path_factory):
+    """``one_op_conv_tflite``'s generated C (a ``GeneratedModel``), shared by a test module:
+    tests must not write into its ``out_dir``."""
+    from tinyshare.targets.codegen import generate_c
+
+    return generate_c(one_op_conv_tflite, tmp_path_factory.mktemp("conv_c") / "c")

@@ -9,7 +9,6 @@ import subprocess
 import numpy as np
 import pytest
 
-from codegen_single_op import T, conv_options, write_model
 from tinyshare.errors import DataError
 from tinyshare.targets.codegen import _quant as q
 
@@ -52,20 +51,10 @@ def test_window_padding_is_tflites(padding, n, k, stride, dilation, want):
     assert q.window_padding(padding, stride, dilation, n, k) == want
 
 
-@pytest.fixture
-def conv_model(tmp_path):
-    rng = np.random.default_rng(0)
-    w = rng.integers(-127, 128, (2, 3, 3, 1)).astype(np.int8)
-    return write_model(tmp_path / "conv.tflite", "CONV_2D",
-                       [T((1, 5, 5, 1), scale=0.02, zero_point=3), T((2, 3, 3, 1), scale=[0.01, 0.02], data=w),
-                        T((2,), "int32", scale=[2e-4, 4e-4], data=np.array([100, -100]))],
-                       T((1, 5, 5, 2), scale=0.05, zero_point=-1), "Conv2DOptions", conv_options())
-
-
-def test_generated_files_and_figures(conv_model, tmp_path):
+def test_generated_files_and_figures(one_op_conv_tflite, tmp_path):
     from tinyshare.targets.codegen import build_host, generate_c, run_host
 
-    gen = generate_c(conv_model, tmp_path / "c")
+    gen = generate_c(one_op_conv_tflite, tmp_path / "c")
     assert gen.kernels == ("conv2d",) and gen.rounding == "double"
     assert sorted(p.name for p in gen.out_dir.iterdir()) == [
         "conv2d.c", "model.c", "model.h", "ts_config.h", "ts_kernels.h", "ts_quant.h"]
@@ -74,20 +63,10 @@ def test_generated_files_and_figures(conv_model, tmp_path):
     header = gen.model_h.read_text()
     assert "#define MODEL_INPUT_ZERO_POINT (3)" in header and "MODEL_OUTPUT_DIMS {1, 5, 5, 2}" in header
     # which file, which rounding, the class count, and includable from C++ firmware
-    digest = hashlib.sha256(conv_model.read_bytes()).hexdigest()
+    digest = hashlib.sha256(one_op_conv_tflite.read_bytes()).hexdigest()
     assert f"Source SHA-256: {digest}" in header and "double rounding" in header
     assert "#define MODEL_OUTPUT_CLASSES 2" in header and "(1, 5, 5, 1) int8, NHWC" in header
     assert 'extern "C" {' in header
-    if shutil.which("g++"):  # a C++ caller links against the C objects
-        (tmp_path / "use.cpp").write_text(
-            '#include "model.h"\nint main() { int8_t i[MODEL_INPUT_BYTES] = {0}; '
-            "int8_t o[MODEL_OUTPUT_BYTES]; return model_invoke(i, o); }\n")
-        subprocess.run(["gcc", "-c", "-std=c99", "model.c", "conv2d.c"], cwd=gen.out_dir,
-                       check=True)
-        subprocess.run(["g++", f"-I{gen.out_dir}", str(tmp_path / "use.cpp"),
-                        str(gen.out_dir / "model.o"), str(gen.out_dir / "conv2d.o"), "-o",
-                        str(tmp_path / "use")], check=True)
-        assert subprocess.run([str(tmp_path / "use")]).returncode == 0
     x = np.zeros((3, 5, 5, 1), np.int8)
     y = run_host(build_host(gen), x)
     assert y.shape == (3, 5, 5, 2) and y.dtype == np.int8 and (y == y[0]).all()
@@ -97,11 +76,26 @@ def test_generated_files_and_figures(conv_model, tmp_path):
         run_host(gen.out_dir / "model_host", np.zeros((3, 24), np.int8))
 
 
-def test_single_rounding_is_a_build_setting(conv_model, tmp_path):
+@pytest.mark.skipif(shutil.which("gcc") is None or shutil.which("g++") is None,
+                    reason="gcc or g++ is not on PATH")
+def test_a_cpp_caller_links_against_the_c_objects(conv_c, tmp_path):
+    (tmp_path / "use.cpp").write_text(
+        '#include "model.h"\nint main() { int8_t i[MODEL_INPUT_BYTES] = {0}; '
+        "int8_t o[MODEL_OUTPUT_BYTES]; return model_invoke(i, o); }\n")
+    objects = [tmp_path / f"{src.stem}.o" for src in conv_c.sources]
+    for src, obj in zip(conv_c.sources, objects):
+        subprocess.run(["gcc", "-c", "-std=c99", f"-I{conv_c.out_dir}", str(src), "-o", str(obj)],
+                       check=True, timeout=60)
+    subprocess.run(["g++", f"-I{conv_c.out_dir}", str(tmp_path / "use.cpp"), *map(str, objects),
+                    "-o", str(tmp_path / "use")], check=True, timeout=60)
+    assert subprocess.run([str(tmp_path / "use")], timeout=60).returncode == 0
+
+
+def test_single_rounding_is_a_build_setting(one_op_conv_tflite, tmp_path):
     from tinyshare.targets.codegen import build_host, generate_c, run_host
 
-    gen = generate_c(conv_model, tmp_path / "c", rounding="single")
+    gen = generate_c(one_op_conv_tflite, tmp_path / "c", rounding="single")
     assert "#define TS_SINGLE_ROUNDING 1" in (gen.out_dir / "ts_config.h").read_text()
     assert run_host(build_host(gen), np.zeros((1, 5, 5, 1), np.int8)).shape == (1, 5, 5, 2)
     with pytest.raises(ValueError, match="rounding"):
-        generate_c(conv_model, tmp_path / "d", rounding="nearest")
+        generate_c(one_op_conv_tflite, tmp_path / "d", rounding="nearest")

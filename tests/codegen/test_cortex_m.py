@@ -4,8 +4,9 @@
   qemu-system emulator: the emulated outputs of every test sample (plus 16 extreme ones)
   are bit-identical to the host build of the same C; flash/RAM/stack/instruction figures
   are sane (marked ``emulated``);
-* a one-op model: an image too big for the board fails with ``BudgetExceededError``, and a
-  missing compiler or emulator gives one line that says what to install.
+* a one-op CONV_2D model (``conv_c``, from conftest): an image too big for the board fails
+  with ``BudgetExceededError``, and a missing compiler or emulator gives one line that says
+  what to install.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen_single_op import T, conv_options, write_model
 from tinyshare.errors import BoardError, BudgetExceededError, RuntimeUnavailableError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,19 +60,6 @@ def digits_c(tmp_path_factory):
     x = np.concatenate([real, int8_samples(np.random.default_rng(0), t.shape, 16)])
     gen = generate_c(tflite, out / "c")
     return gen, x, run_host(build_host(gen), x)
-
-
-@pytest.fixture
-def conv_c(tmp_path):
-    """A one-op CONV_2D model's generated C."""
-    from tinyshare.targets.codegen import generate_c
-
-    w = np.random.default_rng(0).integers(-127, 128, (2, 3, 3, 1)).astype(np.int8)
-    tflite = write_model(tmp_path / "conv.tflite", "CONV_2D",
-                         [T((1, 5, 5, 1), scale=0.02, zero_point=3), T((2, 3, 3, 1), scale=[0.01, 0.02], data=w),
-                          T((2,), "int32", scale=[2e-4, 4e-4], data=np.array([100, -100]))],
-                         T((1, 5, 5, 2), scale=0.05, zero_point=-1), "Conv2DOptions", conv_options())
-    return generate_c(tflite, tmp_path / "c")
 
 
 def test_every_mcu_board_has_a_cortex_m_target():

@@ -1,11 +1,13 @@
-"""The deployable firmware folder (``write_firmware_folder``) of a one-op CONV_2D model.
+"""The deployable firmware folder (``write_firmware_folder``) of a one-op CONV_2D model
+(``conv_c``, from conftest).
 
 * the folder holds the generated sources, the board support files (``link.ld`` exactly as
   ``build_cortex_m`` writes it), a Makefile with ``build_cortex_m``'s flags and a README
   that states the I/O quantization, the arena and, when given, the measured figures and
   the TFLM comparison; no absolute path of the build machine appears in it;
-* every MCU board: ``make`` in the folder links an image whose ``arm-none-eabi-size -A``
-  sections equal ``build_cortex_m``'s for the same model and board;
+* every MCU board the code generator supports (read from the board registry): ``make`` in
+  the folder links an image whose ``arm-none-eabi-size -A`` sections equal
+  ``build_cortex_m``'s for the same model and board;
 * one board: ``make run`` under qemu-system-arm gives the host build's outputs.
 """
 
@@ -21,11 +23,10 @@ import numpy as np
 import pytest
 
 from codegen_harness import int8_samples
-from codegen_single_op import T, conv_options, write_model
 
 ROOT = Path(__file__).resolve().parents[2]
-BOARDS = ("nano33-ble-sense", "stm32f746g-disco", "corstone-300-mps3")
-NEEDS_GCC = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None
+NEEDS_HOST_GCC = pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not on PATH")
+NEEDS_ARM_GCC = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None
                                or shutil.which("make") is None,
                                reason="arm-none-eabi-gcc or make is not on PATH "
                                       "(make test installs them)")
@@ -41,18 +42,21 @@ def _board(name):
     return load_board(name)
 
 
-@pytest.fixture(scope="module")
-def conv_c(tmp_path_factory):
-    """A one-op CONV_2D model's generated C."""
-    from tinyshare.targets.codegen import generate_c
+def _mcu_boards() -> list[str]:
+    """The registered boards the code generator builds for (bare metal, known core and
+    qemu machine)."""
+    from tinyshare.pipeline.codegen_check import codegen_boards
+    from tinyshare.targets.board_registry import list_boards
 
-    tmp = tmp_path_factory.mktemp("conv")
-    w = np.random.default_rng(0).integers(-127, 128, (2, 3, 3, 1)).astype(np.int8)
-    tflite = write_model(tmp / "conv.tflite", "CONV_2D",
-                         [T((1, 5, 5, 1), scale=0.02, zero_point=3), T((2, 3, 3, 1), scale=[0.01, 0.02], data=w),
-                          T((2,), "int32", scale=[2e-4, 4e-4], data=np.array([100, -100]))],
-                         T((1, 5, 5, 2), scale=0.05, zero_point=-1), "Conv2DOptions", conv_options())
-    return generate_c(tflite, tmp / "c")
+    return [b.name for b in codegen_boards(list_boards())]
+
+
+def _tflm(**changes):
+    from tinyshare.targets.codegen import TflmFigures
+
+    fields = {"arena_bytes": 2_000, "model_file": "conv.tflite", "model_file_bytes": 1_500,
+              "runtime_code_bytes": 30_000}
+    return TflmFigures(**{**fields, **changes})
 
 
 def _figures(gen, board: str, stack_bytes: int = 8192):
@@ -82,10 +86,8 @@ def test_folder_has_the_model_support_files_makefile_and_readme(conv_c, tmp_path
     from tinyshare.targets.codegen.cortex_m import LDFLAGS, TARGET_CFLAGS, support_files
 
     board = _board("nano33-ble-sense")
-    tflm = {"arena_bytes": 2_000, "model_bytes": 1_500, "runtime_code_bytes": 30_000,
-            "runtime_code_estimate": True, "model_file": "conv.tflite"}
     out = write_firmware_folder(conv_c, board, tmp_path / "fw", figures=_figures(conv_c, board.name, 4096),
-                                tflm=tflm, stack_bytes=4096)
+                                tflm=_tflm(), stack_bytes=4096)
     assert out == tmp_path / "fw"
     assert {p.name for p in out.iterdir()} == MODEL_FILES | SUPPORT | {"Makefile", "README.md"}
     for name in MODEL_FILES:
@@ -118,9 +120,54 @@ def test_folder_has_the_model_support_files_makefile_and_readme(conv_c, tmp_path
     assert re.search(r"^\| RAM \| 260 B .* \| 2,000 B arena .* \| 0\.130 \|$", readme, re.MULTILINE)
     assert re.search(r"^\| model \+ code \(flash\) \| 988 B .* \| 31,500 B: `conv\.tflite` \+ "
                      r"runtime code 30,000 B \(estimate\) \| 0\.031 \|$", readme, re.MULTILINE)
+    assert "measured TFLM arena" in readme
     assert not re.search(r"\d\s*(ms|µs|us|s)\b|latency of|per second", readme)
 
 
+def test_readme_io_layout_and_bytes_are_model_hs(conv_c, tmp_path):
+    from tinyshare.targets.codegen import write_firmware_folder
+
+    out = write_firmware_folder(conv_c, _board("nano33-ble-sense"), tmp_path / "fw")
+    readme, header = (out / "README.md").read_text(), (out / "model.h").read_text()
+    nbytes = {}
+    for what in ("input", "output"):
+        shape = getattr(conv_c, f"{what}_shape")
+        (layout,) = re.findall(rf"/\* {what.capitalize()}: \({', '.join(map(str, shape))}\) "
+                               r"int8, ([^;]+);", header)
+        (nbytes[what],) = re.findall(rf"#define MODEL_{what.upper()}_BYTES (\d+)", header)
+        assert (f"| {what} | {'×'.join(map(str, shape))} | {layout} | int8 | {nbytes[what]} |"
+                in readme)
+    assert f"`in.bin` holds N samples of {nbytes['input']} int8 bytes" in readme
+    assert (f"# N int8 samples of {nbytes['input']} bytes in in.bin -> N outputs of "
+            f"{nbytes['output']} bytes in out.bin") in (out / "Makefile").read_text()
+
+
+def test_readme_shows_the_tflm_methods_and_caveats(conv_c, tmp_path):
+    from tinyshare.targets.codegen import write_firmware_folder
+
+    tflm = _tflm(arena_method="TFLM RecordingMicroAllocator, 64-bit host build",
+                 runtime_code_method="size of a Cortex-M4 TFLM build | hello_world")
+    out = write_firmware_folder(conv_c, _board("nano33-ble-sense"), tmp_path / "fw", tflm=tflm)
+    readme = (out / "README.md").read_text()
+    # no figures: the generated side is the planned arena and unmeasured flash
+    arena, const = conv_c.arena_bytes, conv_c.const_bytes
+    assert (f"| RAM | {arena} B (arena only (the generator's plan; stack not measured)) | "
+            "2,000 B arena (TFLM RecordingMicroAllocator, 64-bit host build) | "
+            f"{arena / 2000:.3f} |") in readme
+    assert (f"| model data (flash) | {const} B (weights + requantization tables) | 1,500 B "
+            f"(`conv.tflite`) | {const / 1500:.3f} |") in readme
+    # a | in a method is escaped, so the row keeps its columns
+    assert ("| 31,500 B: `conv.tflite` + runtime code 30,000 B (estimate; size of a Cortex-M4 "
+            "TFLM build \\| hello_world) | n/a |") in readme
+
+    measured = _tflm(runtime_code_bytes=None, runtime_code_estimate=False)
+    out = write_firmware_folder(conv_c, _board("nano33-ble-sense"), tmp_path / "fw2", tflm=measured)
+    readme = (out / "README.md").read_text()
+    assert "| unknown: `conv.tflite` + runtime code unknown | n/a |" in readme
+    assert "(estimate" not in readme
+
+
+@NEEDS_HOST_GCC
 def test_readme_c_snippets_compile(conv_c, tmp_path):
     from tinyshare.targets.codegen import write_firmware_folder
 
@@ -138,7 +185,7 @@ def test_folder_holds_no_absolute_path_of_the_build_machine(conv_c, tmp_path):
 
     out = write_firmware_folder(conv_c, _board("corstone-300-mps3"), tmp_path / "fw",
                                 figures=_figures(conv_c, "corstone-300-mps3"),
-                                tflm={"arena_bytes": 2_000})
+                                tflm=_tflm())
     machine_paths = {str(ROOT), str(tmp_path), str(conv_c.out_dir), str(conv_c.tflite_path.parent),
                      str(Path.home()), sys.prefix, str(Path.cwd())}
     for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
@@ -151,6 +198,39 @@ def test_folder_holds_no_absolute_path_of_the_build_machine(conv_c, tmp_path):
         assert not re.search(r"(?<![\w.*/])/(home|tmp|usr|opt|work|root|var)/", text), f.name
 
 
+_BAD_TFLM = {
+    "arena-zero": ({"arena_bytes": 0}, "TflmFigures.arena_bytes must be positive, got 0"),
+    "arena-negative": ({"arena_bytes": -1},
+                       "TflmFigures.arena_bytes must be a non-negative int (bytes), got -1"),
+    "model-bytes-str": ({"model_file_bytes": "1"},
+                        "TflmFigures.model_file_bytes must be a non-negative int"),
+    "runtime-code-bool": ({"runtime_code_bytes": True},
+                          "TflmFigures.runtime_code_bytes must be a non-negative int"),
+    "runtime-code-float": ({"runtime_code_bytes": 1.5},
+                           "TflmFigures.runtime_code_bytes must be a non-negative int"),
+    "estimate-int": ({"runtime_code_estimate": 1},
+                     "TflmFigures.runtime_code_estimate must be a bool"),
+    "model-file-empty": ({"model_file": ""}, "TflmFigures.model_file must name the .tflite"),
+    "model-file-none": ({"model_file": None}, "TflmFigures.model_file must be a one-line str"),
+    "method-two-lines": ({"arena_method": "a\nb"},
+                         "TflmFigures.arena_method must be a one-line str"),
+}
+
+
+@pytest.mark.parametrize(("changes", "message"), list(_BAD_TFLM.values()),
+                         ids=list(_BAD_TFLM))
+def test_bad_tflm_figures_are_rejected(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)) as err:
+        _tflm(**changes)
+    assert "\n" not in str(err.value)
+
+
+def test_tflm_figures_default_methods():
+    tflm = _tflm(runtime_code_bytes=None)
+    assert tflm.runtime_code_bytes is None and tflm.runtime_code_estimate is True
+    assert (tflm.arena_method, tflm.runtime_code_method) == ("measured TFLM arena", "")
+
+
 def test_bad_figures_tflm_and_stack_are_rejected(conv_c, tmp_path):
     from tinyshare.targets.codegen import write_firmware_folder
 
@@ -160,17 +240,15 @@ def test_bad_figures_tflm_and_stack_are_rejected(conv_c, tmp_path):
     with pytest.raises(ValueError, match="figures: stack_bytes is 8192"):
         write_firmware_folder(conv_c, board, tmp_path / "a", figures=_figures(conv_c, board.name),
                               stack_bytes=4096)
-    with pytest.raises(ValueError, match=r"tflm: unknown keys \['arena'\]"):
-        write_firmware_folder(conv_c, board, tmp_path / "a", tflm={"arena": 1})
-    with pytest.raises(ValueError, match="tflm: model_bytes must be a non-negative int"):
-        write_firmware_folder(conv_c, board, tmp_path / "a", tflm={"arena_bytes": 1, "model_bytes": "1"})
+    with pytest.raises(TypeError, match="tflm must be a TflmFigures or None, got dict"):
+        write_firmware_folder(conv_c, board, tmp_path / "a", tflm={"arena_bytes": 1})
     with pytest.raises(ValueError, match="positive multiple of 8"):
         write_firmware_folder(conv_c, board, tmp_path / "a", stack_bytes=100)
     assert not (tmp_path / "a").exists()
 
 
-@NEEDS_GCC
-@pytest.mark.parametrize("board", BOARDS)
+@NEEDS_ARM_GCC
+@pytest.mark.parametrize("board", _mcu_boards())
 def test_make_links_the_image_build_cortex_m_measures(conv_c, board, tmp_path):
     from tinyshare.targets.codegen import build_cortex_m, write_firmware_folder
     from tinyshare.targets.codegen._elf_size import image_sizes, parse_size_a
@@ -190,8 +268,9 @@ def test_make_links_the_image_build_cortex_m_measures(conv_c, board, tmp_path):
 
 
 @pytest.mark.emulated
-@NEEDS_GCC
+@NEEDS_ARM_GCC
 @NEEDS_QEMU
+@NEEDS_HOST_GCC
 def test_make_run_gives_the_host_outputs(conv_c, tmp_path):
     from tinyshare.targets.codegen import build_host, run_host, write_firmware_folder
 

@@ -194,13 +194,21 @@ def test_generated_c_packs_the_codebooks_and_stays_bit_exact(clustered_run):
     (head,) = [b for b in gen.codebook_buffers if len(b.shape) == 2 and b.shape[0] == 10]
     assert head.packed_bits == 4 and head.nbytes == head.plain_nbytes // 2 + 10 * 16
     assert plain.weight_bytes - gen.weight_bytes == gen.codebook_saved_bytes > 0
-    g = _report(clustered_run, TFLM_BOARD)["footprint"]["generated_c"]
-    assert g["codebook_buffers"] == len(gen.codebook_buffers)
+    fp = _report(clustered_run, TFLM_BOARD)["footprint"]
+    g = fp["generated_c"]
+    assert g["codebook_buffer_count"] == len(gen.codebook_buffers)
     assert g["codebook_saved_bytes"] == gen.codebook_saved_bytes
-    # TFLM's side of the flash ratio: the plain file's kernels, without the DECODE code
-    flash = _report(clustered_run, TFLM_BOARD)["footprint"]["flash"]
-    decode = flash["runtime_code_per_kernel_bytes"]["tensor decompression (DECODE)"]
-    assert g["tflm_flash_bytes"] == g["tflm_model_file_bytes"] + flash["runtime_code_bytes"] - decode
+    # TFLM's side: this board flashes the LUT-compressed copy (cluster.lut = "always"), so
+    # the ratio divides by that file + the runtime code with DECODE, and its arena
+    assert fp["lut_compression"]["applied"]
+    assert g["tflm_model_file"] == fp["flash"]["model_file"] == "model_int8_nonames_lut.tflite"
+    assert g["tflm_model_file_bytes"] == os.stat(
+        clustered_run.run_dir / "export" / g["tflm_model_file"]).st_size
+    assert g["tflm_runtime_code_bytes"] == fp["flash"]["runtime_code_bytes"]
+    assert "tensor decompression (DECODE)" in fp["flash"]["runtime_code_per_kernel_bytes"]
+    assert g["tflm_arena_bytes"] == fp["lut_compression"]["compressed_arena_bytes"]
+    assert g["flash_ratio_vs_tflm"] == pytest.approx(
+        g["model_flash_bytes"] / (g["tflm_model_file_bytes"] + g["tflm_runtime_code_bytes"]))
 
 
 @pytest.mark.slow

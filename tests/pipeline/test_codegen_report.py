@@ -31,12 +31,15 @@ def _without(tool: str, monkeypatch) -> None:
                         else real(name, *a, **k))
 
 
-MCU_BOARDS = ("stm32f746g-disco", "nano33-ble-sense", "corstone-300-mps3")
-CORES = {"stm32f746g-disco": "Cortex-M7", "nano33-ble-sense": "Cortex-M4F",
-         "corstone-300-mps3": "Cortex-M55"}
+def _mcu_boards() -> dict[str, str]:
+    """{board: core} of the registry's boards the code generator builds for."""
+    from tinyshare.pipeline.codegen_check import codegen_boards
+    from tinyshare.targets.board_registry import list_boards
+
+    return {b.name: b.cpu for b in codegen_boards(list_boards())}
 
 
-def _check_generated_c(report: dict) -> dict:
+def _check_generated_c(report: dict, run_dir: Path) -> dict:
     """The board's ``footprint.generated_c``, checked against the rest of its report."""
     g = report["footprint"]["generated_c"]
     assert g["status"] == "ran"
@@ -47,7 +50,9 @@ def _check_generated_c(report: dict) -> dict:
         assert g["model_file"] == flash["model_file"].replace("_vela.tflite", ".tflite")
     else:
         assert g["model_file"] == flash["model_file"]
-        assert g["tflm_model_file_bytes"] == flash["model_file_bytes"]
+    # TFLM's side: the very file the C came from (no LUT copy here), measured on disk
+    assert g["tflm_model_file"] == g["model_file"]
+    assert g["tflm_model_file_bytes"] == (run_dir / "export" / g["model_file"]).stat().st_size
     assert g["bit_exact"] and g["max_abs_diff_lsb"] == 0 and g["n_values_differing"] == 0
     assert g["samples"] == report["accuracy"]["n_samples"]
     for key in ("image_flash_bytes", "model_flash_bytes", "arena_bytes",
@@ -66,6 +71,7 @@ def _check_generated_c(report: dict) -> dict:
     assert g["tflm_arena_bytes"] == report["footprint"]["ram"]["arena"]["measured_bytes"]
     assert g["ram_ratio_vs_tflm_arena"] == pytest.approx(ram / g["tflm_arena_bytes"])
     # flash ratio: model code + constants / (TFLM model file + runtime code estimate)
+    assert g["tflm_runtime_code_bytes"] == flash["runtime_code_bytes"]
     tflm = g["tflm_model_file_bytes"] + flash["runtime_code_bytes"]
     assert g["tflm_flash_bytes"] == tflm
     assert g["flash_ratio_vs_tflm"] == pytest.approx(g["model_flash_bytes"] / tflm)
@@ -81,12 +87,15 @@ def _check_generated_c(report: dict) -> dict:
 def test_reports_hold_generated_c_figures_and_bit_exact_check(tiny_run):
     """By default (validation.codegen = "auto") every MCU board of the tiny run ran its C."""
     figures = {}
-    for board in MCU_BOARDS:
+    cores = _mcu_boards()
+    with_c = {d.name for d in (tiny_run.run_dir / "boards").iterdir()} & set(cores)
+    assert with_c == {"stm32f746g-disco", "nano33-ble-sense", "corstone-300-mps3"}
+    for board in sorted(with_c):
         d = tiny_run.run_dir / "boards" / board
         report = json.loads((d / "report.json").read_text())
         validate_report(report)
-        g = figures[board] = _check_generated_c(report)
-        assert g["cpu"] == CORES[board]
+        g = figures[board] = _check_generated_c(report, tiny_run.run_dir)
+        assert g["cpu"] == cores[board]
         md = (d / "report.md").read_text()
         assert "### Generated C (no interpreter)" in md and "emulated, not time" in md
         assert "runtime code estimate" in md
@@ -106,9 +115,12 @@ def test_reports_hold_generated_c_figures_and_bit_exact_check(tiny_run):
         row = next(line for line in summary.splitlines() if line.startswith(f"| {board} | {g['cpu']}"))
         assert f"{g['model_flash_bytes']:,} B" in row and f"{g['ram_ratio_vs_tflm_arena']:.3f}" in row
     html = tiny_run.html_report.read_text()
-    assert "Generated C (no interpreter)" in html
-    for g in figures.values():
-        assert f"{g['instructions_per_inference']:,}" in html
+    section = html[html.index("<h2>Generated C (no interpreter)</h2>"):]
+    rows = section[:section.index("</table>")].split("<tr>")
+    for board, g in figures.items():
+        (row,) = [r for r in rows if f"<b>{board}</b>" in r]
+        assert f"{g['instructions_per_inference']:,}" in row
+        assert f"{g['ram_ratio_vs_tflm_arena']:.3f}" in row and "yes" in row
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -139,10 +151,15 @@ def test_auto_without_a_tool_records_why_it_did_not_run(tool, monkeypatch, tmp_p
 
 def test_auto_skip_is_an_info_check_in_the_report():
     from tinyshare.pipeline.codegen_check import CodegenCheck
-    from tinyshare.pipeline.report.generated_c import generated_c, generated_c_section
+    from tinyshare.pipeline.report.generated_c import (
+        TflmSide,
+        generated_c,
+        generated_c_section,
+    )
 
     note = "not run: qemu-system-arm not installed; `make test` installs it, or apt-get ..."
-    check, data = generated_c(CodegenCheck("b", "m.tflite", skipped=note), 1, 2, 100, 10)
+    check, data = generated_c(CodegenCheck("b", "m.tflite", skipped=note),
+                              TflmSide("m.tflite", 1, 2, 100), 10)
     assert (check.status, check.detail, check.kind) == ("INFO", note, "codegen")
     assert data == {"status": "not run", "note": note, "model_file": "m.tflite"}
     assert generated_c_section({"generated_c": data})[2] == note

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tinyshare.errors import RuntimeUnavailableError
+from tinyshare.errors import RuntimeUnavailableError, ToolTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ def run(argv: list[str | Path], *, timeout_s: float, what: str, cwd: Path | None
         The finished process (exit status 0).
 
     Raises:
-        RuntimeUnavailableError: the command failed, timed out or could not start; the
-            message names ``what`` and quotes the last lines of its stderr.
+        RuntimeUnavailableError: the command failed or could not start; the message names
+            ``what`` and quotes the last lines of its stderr.
+        ToolTimeoutError: (a ``RuntimeUnavailableError``) it ran past ``timeout_s``.
     """
     args = [str(a) for a in argv]
     log.debug("running %s", args)
@@ -64,7 +65,7 @@ def run(argv: list[str | Path], *, timeout_s: float, what: str, cwd: Path | None
         proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
                               timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
-        raise RuntimeUnavailableError(f"{what} timed out after {timeout_s:.0f} s") from None
+        raise ToolTimeoutError(f"{what} timed out after {timeout_s:.0f} s") from None
     except OSError as exc:
         raise RuntimeUnavailableError(f"{what} could not start: {exc}") from None
     if proc.returncode != 0:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from tinyshare.pipeline.report.checks import Check, accuracy_check
 from tinyshare.pipeline.report.cluster import cluster_checks, with_lut
-from tinyshare.pipeline.report.generated_c import generated_c
+from tinyshare.pipeline.report.generated_c import TflmSide, generated_c
 from tinyshare.pipeline.report.schema import REPORT_SCHEMA_VERSION
 
 MIN_TOP1_AGREEMENT = 0.99  # emulated on-device runs against the host reference
@@ -144,6 +144,22 @@ def _as_host_info(check: Check, emulated_runs: set[str]) -> Check:
                  f"build is checked under emulation): {check.detail}", kind=check.kind)
 
 
+def _tflm_side(ctx, board, model_file: str, footprint: dict) -> TflmSide:
+    """What TFLM flashes and needs for the model on ``board``'s CPU (the generated C's
+    comparison): the LUT-compressed copy with its DECODE code where the board flashes it,
+    else the plain file the C came from with the uncompressed graph's kernels."""
+    lut = footprint.get("lut_compression") or {}
+    if lut.get("applied"):
+        flash = footprint["flash"]
+        return TflmSide(flash["model_file"], flash["model_file_bytes"],
+                        flash["runtime_code_bytes"], lut["compressed_arena_bytes"])
+    sizes = {i.path.name: i.file_bytes
+             for i in (ctx.infos["tflite_int8"], ctx.infos["tflite_int8_stripped"])}
+    code = ctx.runtime_code(board)  # the plain file's kernels, no DECODE code
+    return TflmSide(model_file, sizes[model_file], code.total_bytes if code else None,
+                    ctx.validation.arena.arena_bytes)
+
+
 def _memory_facts(ctx, board, emu_data: dict | None):
     """Flash and RAM facts for one board (see ``tinyshare.pipeline.report.memory``)."""
     from tinyshare.pipeline.report.memory import MemoryFacts, arena_dict, linux_ram
@@ -261,12 +277,9 @@ def build_board_report(ctx, board) -> BoardReport:
     checks += cluster_checks(board, v.codebook, ctx.lut, v.lut)
     codegen = v.codegen.get(board.name)
     if codegen is not None:
-        sizes = {i.path.name: i.file_bytes
-                 for i in (ctx.infos["tflite_int8"], ctx.infos["tflite_int8_stripped"])}
-        code = ctx.runtime_code(board)  # the plain file's kernels, no DECODE code
         check, footprint["generated_c"] = generated_c(
-            codegen, sizes[codegen.model_file], code.total_bytes if code else None,
-            v.arena.arena_bytes, ctx.per_layer["tflite_int8"]["totals"]["macs"])
+            codegen, _tflm_side(ctx, board, codegen.model_file, footprint),
+            ctx.per_layer["tflite_int8"]["totals"]["macs"])
         checks.append(check)
     if v.onnx_level_finding and "onnxruntime" in board.runtimes:
         checks.append(Check("onnxruntime optimization levels (host build)", "FINDING",

@@ -139,14 +139,18 @@ def _firmware_lines(out: Path, board, codegen, g: dict | None) -> list[str]:
     if not codegen.bit_exact:
         return [f"| generated C | – | not written: its outputs differ from TFLM's "
                 f"({codegen.agreement.n_values_differing} values; see report.md) |"]
-    from tinyshare.targets.codegen import write_firmware_folder
+    from tinyshare.targets.codegen import TflmFigures, write_firmware_folder
 
     tflm = None
     if g is not None and g.get("status") == "ran":
-        tflm = {"arena_bytes": g["tflm_arena_bytes"], "model_bytes": g["tflm_model_file_bytes"],
-                "runtime_code_bytes": g["tflm_flash_bytes"] and (
-                    g["tflm_flash_bytes"] - g["tflm_model_file_bytes"]),
-                "model_file": g["model_file"]}
+        tflm = TflmFigures(
+            arena_bytes=g["tflm_arena_bytes"], model_file=g["tflm_model_file"],
+            model_file_bytes=g["tflm_model_file_bytes"],
+            runtime_code_bytes=g["tflm_runtime_code_bytes"],
+            arena_method=("measured: smallest TFLM arena that allocates and invokes, on the "
+                          "64-bit host build (a 32-bit core needs somewhat less)"),
+            runtime_code_method=("x86-64 code of the used TFLM kernels and core "
+                                 "in the installed tflite-micro host build"))
     write_firmware_folder(codegen.generated, board, out / "c", figures=codegen.figures,
                           tflm=tflm)
     return [f"| generated C (no interpreter) | `c/` ({codegen.model_file} as C99) | "

@@ -2,34 +2,54 @@
 
 Measured: ELF section sizes (``arm-none-eabi-size -A``), the painted-stack high-water and
 qemu's instruction count (``-icount shift=0``; an emulated count, not time). The ratios set
-the generated C against TFLM on the same model:
+the generated C against TFLM running the same model on the board's CPU (``TflmSide``):
 
 * RAM ratio = (arena + stack high-water inside ``model_invoke`` + the model's other
   data/bss) ÷ TFLM's measured arena (64-bit host build);
-* flash ratio = the model's code + constants (model.c and its kernels) ÷ (the int8 model
-  file the C was generated from, as TFLM would run it on the board's CPU, + TFLM's runtime
-  code estimate). On an Ethos-U board that is not the Vela file the board flashes.
+* flash ratio = the model's code + constants (model.c and its kernels) ÷ (the model file
+  TFLM would flash + TFLM's runtime code estimate). That file is the int8 .tflite the C was
+  generated from, or its LUT-compressed copy (with the DECODE code counted) where the board
+  flashes that; on an Ethos-U board it is not the Vela file the board flashes.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from tinyshare.pipeline.report.checks import Check
 
 CHECK_NAME = "generated C bit-exact with TFLM"
 
 
-def generated_c(check, model_file_bytes: int, runtime_code_bytes: int | None,
-                tflm_arena_bytes: int, macs: int) -> tuple[Check, dict]:
+@dataclass(frozen=True)
+class TflmSide:
+    """What TFLM needs for the same model on the board's CPU: the basis of the ratios.
+
+    Attributes:
+        model_file: the .tflite TFLM would flash (plain, or its LUT-compressed copy).
+        model_file_bytes: its size, bytes (measured).
+        runtime_code_bytes: TFLM's runtime code for it, bytes (an estimate; None: unknown,
+            so no flash ratio).
+        arena_bytes: TFLM's measured arena for it, bytes (64-bit host build).
+    """
+
+    model_file: str
+    model_file_bytes: int
+    runtime_code_bytes: int | None
+    arena_bytes: int
+
+
+def generated_c(check, tflm: TflmSide, macs: int) -> tuple[Check, dict]:
     """The bit-exact check and the ``footprint.generated_c`` dict of one board.
 
     Args:
         check: the board's ``CodegenCheck`` (``tinyshare.pipeline.codegen_check``).
-        model_file_bytes: size of the .tflite the C was generated from (``check.model_file``,
-            the file TFLM would run on the board's CPU), bytes.
-        runtime_code_bytes: TFLM's runtime code estimate for that model, bytes (None:
-            unknown, so no flash ratio).
-        tflm_arena_bytes: TFLM's measured arena of the int8 .tflite, bytes.
+        tflm: TFLM's side of the comparison.
         macs: MACs per inference (the per-layer table's total).
+
+    Returns:
+        (the check: PASS when bit-exact, FAIL on a difference or an error, INFO when not
+        run; the dict, schema ``footprint.generated_c``).
     """
     if check.skipped is not None:
         return (Check(CHECK_NAME, "INFO", check.skipped, kind="codegen"),
@@ -40,8 +60,8 @@ def generated_c(check, model_file_bytes: int, runtime_code_bytes: int | None,
     f, a = check.figures, check.agreement
     fp = f.footprint
     model_ram = fp.model_ram_bytes + f.invoke_stack_bytes
-    tflm_flash = (model_file_bytes + runtime_code_bytes
-                  if runtime_code_bytes is not None else None)
+    tflm_flash = (tflm.model_file_bytes + tflm.runtime_code_bytes
+                  if tflm.runtime_code_bytes is not None else None)
     status = "PASS" if check.bit_exact else "FAIL"
     detail = (f"{a.n_samples} samples built for {f.cpu} and run under qemu-system-arm -M "
               f"{f.machine}: max abs diff {a.max_abs_diff_lsb} LSB against TFLM on "
@@ -52,7 +72,7 @@ def generated_c(check, model_file_bytes: int, runtime_code_bytes: int | None,
         "image_flash_bytes": fp.flash_bytes, "image_ram_bytes": fp.ram_bytes,
         "model_flash_bytes": fp.model_flash_bytes, "model_data_bss_bytes": fp.model_ram_bytes,
         "arena_bytes": fp.arena_bytes,
-        "codebook_buffers": len(check.generated.codebook_buffers) if check.generated else 0,
+        "codebook_buffer_count": len(check.generated.codebook_buffers) if check.generated else 0,
         "codebook_saved_bytes": check.generated.codebook_saved_bytes if check.generated else 0,
         "other_data_bss_bytes": fp.model_ram_bytes - fp.arena_bytes,
         "stack_reserved_bytes": fp.stack_bytes,
@@ -64,9 +84,11 @@ def generated_c(check, model_file_bytes: int, runtime_code_bytes: int | None,
         "macs_per_instruction": macs / f.instructions_per_inference,
         "bit_exact": check.bit_exact, "max_abs_diff_lsb": a.max_abs_diff_lsb,
         "n_values_differing": a.n_values_differing,
-        "tflm_arena_bytes": tflm_arena_bytes,
-        "ram_ratio_vs_tflm_arena": model_ram / tflm_arena_bytes,
-        "tflm_model_file_bytes": model_file_bytes,
+        "tflm_arena_bytes": tflm.arena_bytes,
+        "ram_ratio_vs_tflm_arena": model_ram / tflm.arena_bytes,
+        "tflm_model_file": tflm.model_file,
+        "tflm_model_file_bytes": tflm.model_file_bytes,
+        "tflm_runtime_code_bytes": tflm.runtime_code_bytes,
         "tflm_flash_bytes": tflm_flash,
         "flash_ratio_vs_tflm": (fp.model_flash_bytes / tflm_flash) if tflm_flash else None,
         "footprint_method": fp.method, "stack_method": f.stack_method,
@@ -76,8 +98,8 @@ def generated_c(check, model_file_bytes: int, runtime_code_bytes: int | None,
             "model.c and its kernels) / TFLM's measured arena (64-bit host build, so TFLM's "
             "side is larger than on a 32-bit core); flash ratio = model code + constants "
             "(model.c and its kernels, object files before --gc-sections) / (the model file "
-            f"TFLM would run on the board's CPU, {check.model_file}, + TFLM's runtime code "
-            "estimate, x86-64 code of the used kernels and core)"),
+            f"TFLM would flash to run it on the board's CPU, {tflm.model_file}, + TFLM's "
+            "runtime code estimate, x86-64 code of the used kernels and core)"),
     }
     return Check(CHECK_NAME, status, detail, kind="codegen"), data
 
@@ -100,10 +122,11 @@ def generated_c_section(fp: dict) -> list[str]:
          "measured: ELF sizes of model.c and its kernels"],
         ["whole test image (flash)", b(g["image_flash_bytes"]),
          "measured: ELF, includes the harness and newlib semihosting stdio"],
-        *([["codebook weights (packed)", f"{g['codebook_buffers']} tensors",
-            f"measured: packed indices + per-channel tables save {b(g['codebook_saved_bytes'])} "
-            "of constants; each is decoded into the arena before the op that reads it"]]
-          if g.get("codebook_buffers") else []),
+        *([["codebook weights (packed)", f"{g['codebook_buffer_count']} tensors",
+            f"counted (emitted array bytes): packed indices + per-channel tables save "
+            f"{b(g['codebook_saved_bytes'])} of constants; each is decoded before the op that "
+            "reads it into arena bytes the plan finds free (the arena figure includes them)"]]
+          if g.get("codebook_buffer_count") else []),
         ["RAM data + bss (model)", b(g["model_data_bss_bytes"]),
          f"measured: ELF; arena {b(g['arena_bytes'])} + other {b(g['other_data_bss_bytes'])}"],
         ["RAM data + bss (whole image)", b(g["image_ram_bytes"]), "measured: ELF"],

@@ -9,7 +9,7 @@ size) may be null.
 from __future__ import annotations
 
 from tinyshare.pipeline.report import plots
-from tinyshare.pipeline.report.html_generated_c import generated_c_section
+from tinyshare.pipeline.report.html_generated_c import generated_c_html
 from tinyshare.pipeline.report.html_table import esc as _e
 from tinyshare.pipeline.report.html_table import get_path as _get
 from tinyshare.pipeline.report.html_table import pct as _pct
@@ -355,7 +355,7 @@ def run_html(summary: dict) -> str:
     boards = summary["boards"]
     body = [_header(summary), _boards_section(boards), _violations_section(boards),
             _plots_section(summary), _layers_section(boards), _vela_section(boards),
-            generated_c_section(boards),
+            generated_c_html(boards),
             _twin_section(summary), _footer(boards)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>tinyshare run {_e(summary['run'])}</title><style>{_CSS}</style></head>"

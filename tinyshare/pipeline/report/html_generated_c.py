@@ -11,7 +11,7 @@ from __future__ import annotations
 from tinyshare.pipeline.report.html_table import esc, get_path, table
 from tinyshare.pipeline.report.markdown_table import bytes_text
 
-__all__ = ["generated_c_section"]
+__all__ = ["generated_c_html"]
 
 
 def _ratio(value: float | None) -> str:
@@ -38,7 +38,7 @@ def _ran_row(name: str, g: dict) -> list[str]:
     ]
 
 
-def generated_c_section(boards: list[dict]) -> str:
+def generated_c_html(boards: list[dict]) -> str:
     """The section's HTML, or "" when no board has ``footprint.generated_c``.
 
     Args:

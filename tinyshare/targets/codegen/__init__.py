@@ -29,11 +29,11 @@ from tinyshare.targets.codegen.cortex_m import (
     build_cortex_m,
     run_cortex_m,
 )
-from tinyshare.targets.codegen.firmware import write_firmware_folder
+from tinyshare.targets.codegen.firmware import TflmFigures, write_firmware_folder
 from tinyshare.targets.codegen.host import build_host, run_host
 
 SUPPORTED_OPS: frozenset[str] = frozenset(LOWERINGS)
 
 __all__ = ["SUPPORTED_OPS", "ConstBuffer", "CortexMFigures", "CortexMFootprint", "CortexMImage",
-           "CortexMRun", "GeneratedModel", "build_cortex_m", "build_host", "generate_c",
-           "run_cortex_m", "run_host", "write_firmware_folder"]
+           "CortexMRun", "GeneratedModel", "TflmFigures", "build_cortex_m", "build_host",
+           "generate_c", "run_cortex_m", "run_host", "write_firmware_folder"]

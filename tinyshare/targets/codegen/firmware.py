@@ -4,7 +4,10 @@ Public API::
 
     gen = generate_c("model_int8.tflite", "build/c")
     write_firmware_folder(gen, load_board("nano33-ble-sense"), "runs/r/nano33-ble-sense/c",
-                          figures=run.figures)      # optional: measured footprint
+                          figures=run.figures,      # optional: measured footprint
+                          tflm=TflmFigures(arena_bytes=2_000, model_file="model_int8.tflite",
+                                           model_file_bytes=1_500,
+                                           runtime_code_bytes=None))   # optional: vs TFLM
     # in that folder: make; make size; make run (in.bin -> out.bin under qemu-system-arm)
 
 The folder holds copies of the generated sources (``model.c``, the kernels and every header
@@ -17,6 +20,7 @@ it is relative to the folder.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +29,7 @@ from tinyshare.artifacts import atomic_write_bytes, atomic_write_text
 from tinyshare.errors import ModelFileError
 from tinyshare.targets.board import BoardProfile
 from tinyshare.targets.codegen._cortex_m_targets import CortexMTarget, cortex_m_target
+from tinyshare.targets.codegen._firmware_readme import readme_text
 from tinyshare.targets.codegen._model import GeneratedModel
 from tinyshare.targets.codegen.cortex_m import (
     DEFAULT_STACK_BYTES,
@@ -35,44 +40,60 @@ from tinyshare.targets.codegen.cortex_m import (
     support_files,
 )
 
+__all__ = ["TflmFigures", "write_firmware_folder"]
+
 _INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
 _TEST_IMAGE_SOURCES = ("startup.c", "harness.c")
 
 
 @dataclass(frozen=True)
-class _Tflm:
-    """TFLM's figures for the same model (the ``tflm`` argument, validated)."""
+class TflmFigures:
+    """TFLite Micro's figures for the same model, for the README's comparison table.
+
+    Attributes:
+        arena_bytes: TFLM's measured tensor arena for this model, bytes (> 0).
+        model_file: the name of the ``.tflite`` TFLM would run (shown in the README).
+        model_file_bytes: the size of that ``.tflite``, bytes (it goes to flash).
+        runtime_code_bytes: TFLM's runtime code (interpreter + kernels) in flash, bytes;
+            None when unknown.
+        runtime_code_estimate: True when ``runtime_code_bytes`` is an estimate; the README
+            labels it "(estimate)".
+        arena_method: how ``arena_bytes`` was obtained, shown next to it in the README.
+        runtime_code_method: how ``runtime_code_bytes`` was obtained, with its caveats
+            (e.g. "64-bit host build"), shown next to it in the README; "" shows nothing.
+
+    Raises:
+        ValueError: a field has the wrong type, a byte count is negative, or
+            ``arena_bytes`` is 0 (one line naming the field and the value).
+    """
 
     arena_bytes: int
-    model_bytes: int | None = None
-    runtime_code_bytes: int | None = None
+    model_file: str
+    model_file_bytes: int
+    runtime_code_bytes: int | None
     runtime_code_estimate: bool = True
-    model_file: str | None = None
     arena_method: str = "measured TFLM arena"
     runtime_code_method: str = ""
 
-
-_TFLM_TYPES = {"arena_bytes": int, "model_bytes": int, "runtime_code_bytes": int,
-               "runtime_code_estimate": bool, "model_file": str, "arena_method": str,
-               "runtime_code_method": str}
-
-
-def _tflm(tflm: dict) -> _Tflm:
-    unknown = sorted(set(tflm) - set(_TFLM_TYPES))
-    if unknown:
-        raise ValueError(f"tflm: unknown keys {unknown}; known: {sorted(_TFLM_TYPES)}")
-    if "arena_bytes" not in tflm:
-        raise ValueError("tflm: 'arena_bytes' (TFLM's arena for this model, bytes) is required")
-    for key, value in tflm.items():
-        kind = _TFLM_TYPES[key]
-        if value is None and key not in ("arena_bytes", "runtime_code_estimate"):
-            continue
-        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 0)):
-            want = "a non-negative int" if kind is int else kind.__name__
-            raise ValueError(f"tflm: {key} must be {want}, got {value!r}")
-    if tflm["arena_bytes"] <= 0:
-        raise ValueError(f"tflm: arena_bytes must be positive, got {tflm['arena_bytes']}")
-    return _Tflm(**{k: v for k, v in tflm.items() if v is not None})
+    def __post_init__(self) -> None:
+        for name in ("arena_bytes", "model_file_bytes", "runtime_code_bytes"):
+            value = getattr(self, name)
+            if value is None and name == "runtime_code_bytes":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"TflmFigures.{name} must be a non-negative int (bytes), "
+                                 f"got {value!r}")
+        if self.arena_bytes == 0:
+            raise ValueError("TflmFigures.arena_bytes must be positive, got 0")
+        if not isinstance(self.runtime_code_estimate, bool):
+            raise ValueError("TflmFigures.runtime_code_estimate must be a bool, got "
+                             f"{self.runtime_code_estimate!r}")
+        for name in ("model_file", "arena_method", "runtime_code_method"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or "\n" in value:
+                raise ValueError(f"TflmFigures.{name} must be a one-line str, got {value!r}")
+        if not self.model_file:
+            raise ValueError("TflmFigures.model_file must name the .tflite, got ''")
 
 
 def _check_figures(figures: CortexMFigures, board: BoardProfile, generated: GeneratedModel,
@@ -110,9 +131,13 @@ def _words(values) -> str:
     return " ".join(str(v) for v in values)
 
 
-def makefile_text(generated: GeneratedModel, target: CortexMTarget,
-                  headers: tuple[str, ...]) -> str:
-    """The folder's ``Makefile``: ``build_cortex_m``'s flags, ``size``, ``run``, ``clean``."""
+def _makefile_text(generated: GeneratedModel, target: CortexMTarget,
+                   headers: tuple[str, ...]) -> str:
+    """The folder's ``Makefile``: ``build_cortex_m``'s flags, ``size``, ``run``, ``clean``.
+
+    ``run`` feeds ``in.bin`` (samples of ``MODEL_INPUT_BYTES``: every element of the input
+    shape, batch included) and writes ``out.bin``.
+    """
     model_srcs = _words(s.name for s in generated.sources)
     return "\n".join([
         f"# Generated by tinyshare: the standalone test image of {generated.tflite_path.name} for "
@@ -150,8 +175,8 @@ def makefile_text(generated: GeneratedModel, target: CortexMTarget,
         "size: model.elf",
         "\t$(SIZE) -A model.elf",
         "",
-        f"# N int8 samples of {_io_bytes(generated.input_shape)} bytes in in.bin -> "
-        f"N outputs of {_io_bytes(generated.output_shape)} bytes in out.bin",
+        f"# N int8 samples of {math.prod(generated.input_shape)} bytes in in.bin -> "
+        f"N outputs of {math.prod(generated.output_shape)} bytes in out.bin",
         "run: model.elf",
         "\t@test -f in.bin || { echo 'make run: write the int8 input samples to in.bin "
         "first (see README.md)' >&2; exit 1; }",
@@ -163,196 +188,9 @@ def makefile_text(generated: GeneratedModel, target: CortexMTarget,
     ])
 
 
-def _io_bytes(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape[1:]:
-        n *= d
-    return n
-
-
-def _b(n: int | None) -> str:
-    return "unknown" if n is None else f"{n:,} B"
-
-
-def _ratio(a: int | None, b: int | None) -> str:
-    return "n/a" if a is None or not b else f"{a / b:.3f}"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-            *("| " + " | ".join(r) + " |" for r in rows)]
-
-
-def _io_section(g: GeneratedModel) -> list[str]:
-    def layout(shape: tuple[int, ...]) -> str:
-        return "NHWC" if len(shape) == 4 else "row-major"
-
-    rows = [[what, "×".join(map(str, shape)), layout(shape), "int8", str(_io_bytes(shape)),
-             f"{scale:.9g}", str(zp), f"`MODEL_{what.upper()}_*`"]
-            for what, shape, scale, zp in (
-                ("input", g.input_shape, g.input_scale, g.input_zero_point),
-                ("output", g.output_shape, g.output_scale, g.output_zero_point))]
-    return [
-        "## Input and output", "",
-        *_table(["tensor", "shape", "layout", "dtype", "bytes", "scale", "zero point",
-                 "model.h"], rows), "",
-        "Values are quantized: **real = scale * (q - zero_point)**. Arrays are C order; image "
-        "inputs are NHWC (channels last), as in the `.tflite`, not PyTorch's NCHW. The output "
-        f"holds {_io_bytes(g.output_shape)} int8 values per inference (last dimension "
-        f"{g.output_shape[-1]}: for a classifier, one score per class; the largest q is the "
-        "largest real value, since scale > 0).", "",
-        "Quantize an input value x (float) as the runtimes do (round half away from zero, "
-        "saturate):", "",
-        "```c", "#include <math.h>", '#include "model.h"', "",
-        "static int8_t quantize_input(float x)", "{",
-        "    long q = lroundf(x / MODEL_INPUT_SCALE) + MODEL_INPUT_ZERO_POINT;",
-        "    return (int8_t)(q < -128 ? -128 : q > 127 ? 127 : q);", "}", "",
-        "static float dequantize_output(int8_t q)", "{",
-        "    return MODEL_OUTPUT_SCALE * (float)(q - MODEL_OUTPUT_ZERO_POINT);", "}", "```", ""]
-
-
-def _project_section(g: GeneratedModel, headers: tuple[str, ...], t: CortexMTarget,
-                     stack_bytes: int) -> list[str]:
-    kernels = [s.name for s in g.sources[1:]]
-    return [
-        "## Add it to a firmware project", "",
-        f"Add **`model.c`**, the kernels ({', '.join(f'`{k}`' for k in kernels) or 'none'}) "
-        f"and the headers ({', '.join(f'`{h}`' for h in headers)}). They are C99 with no "
-        "heap, no RTOS and no libc beyond `<string.h>` (`memcpy`, `memmove`, `memset`); "
-        "compile them with your project's flags "
-        f"(this folder's test image uses `{_words((*t.cflags, *TARGET_CFLAGS))}`). Do not "
-        "edit `ts_config.h`: it selects the rounding the constants were computed for "
-        f"({g.rounding}). `model.h` has a C++ guard, so a C++ firmware (an Arduino sketch, "
-        "say) includes it as it is; it also names the source .tflite and its SHA-256.", "",
-        "```c", '#include "model.h"', "",
-        "static int8_t in[MODEL_INPUT_BYTES], out[MODEL_OUTPUT_BYTES];", "",
-        "/* x: MODEL_INPUT_BYTES real values in the input layout; y: MODEL_OUTPUT_BYTES */",
-        "int run_model(const float *x, float *y)", "{", "    int i;",
-        "    for (i = 0; i < MODEL_INPUT_BYTES; ++i) {", "        in[i] = quantize_input(x[i]);",
-        "    }", "    if (model_invoke(in, out) != 0) {", "        return -1;", "    }",
-        "    for (i = 0; i < MODEL_OUTPUT_BYTES; ++i) {",
-        "        y[i] = dequantize_output(out[i]);", "    }", "    return 0;", "}", "```", "",
-        "`startup.c`, `harness.c`, `ts_cortex_m.h`, `link.ld` and `sections.ld` are only for "
-        "the standalone test image below: your project brings its own startup code and "
-        "linker script. With `-fdata-sections` the arena is the section `.bss.arena` of "
-        "`model.o`, so a linker script can place it in a chosen RAM; the constants are "
-        "`model.o`'s `.rodata*`.", "",
-        "## Build and run the test image under qemu", "",
-        "```sh",
-        "make              # model.elf (CC=... to use another arm-none-eabi-gcc)",
-        "make size         # arm-none-eabi-size -A model.elf",
-        "make run          # reads in.bin, writes out.bin, prints one ts-stats line",
-        "make clean", "```", "",
-        f"`in.bin` holds N samples of {_io_bytes(g.input_shape)} int8 bytes back to back "
-        f"(e.g. numpy: `x_int8.tofile(\"in.bin\")`); `out.bin` receives N × "
-        f"{_io_bytes(g.output_shape)} bytes "
-        f"(`np.fromfile(\"out.bin\", np.int8).reshape(-1, {', '.join(map(str, g.output_shape[1:]))})`). "
-        "The harness uses semihosting (newlib `--specs=rdimon.specs`) for file I/O. "
-        f"`make run` runs `qemu-system-arm -M {t.machine}`: an emulated machine with the "
-        f"board's core ({t.cpu}), not the board itself. `link.ld` uses that machine's "
-        "memory map, with the regions that stand for the board's flash "
-        f"({t.board_flash}) and RAM ({t.board_ram}) cut to the board's sizes, so an image "
-        f"too big for the board fails to link; the stack reserves {stack_bytes:,} B.", ""]
-
-
-def _memory_section(g: GeneratedModel, board: BoardProfile) -> list[str]:
-    return [
-        "## Memory", "",
-        f"- Activation arena: **{g.arena_bytes:,} bytes** (`MODEL_ARENA_BYTES`), one static "
-        "16-byte-aligned array in `model.c` (RAM). `model_invoke` is not reentrant.",
-        f"- Constants: {g.const_bytes:,} bytes in flash ({g.weight_bytes:,} B of weights "
-        f"and biases from the `.tflite`, {g.table_bytes:,} B of requantization tables).",
-        f"- Board ({board.display_name}): flash {board.flash_bytes:,} B, of which "
-        f"{board.reserved_flash_bytes:,} B are reserved (budget {board.flash_budget_bytes:,} B); "
-        f"RAM {board.ram_bytes:,} B, of which {board.reserved_ram_bytes:,} B are reserved "
-        f"(budget {board.ram_budget_bytes:,} B). From tinyshare's board profile.", ""]
-
-
-def _figures_section(f: CortexMFigures) -> list[str]:
-    fp = f.footprint
-    rows = [
-        ["test image flash (ELF)", _b(fp.flash_bytes), "measured"],
-        ["test image RAM, data + bss (ELF)", _b(fp.ram_bytes), "measured"],
-        ["model flash: model.c + kernels", _b(fp.model_flash_bytes), "measured"],
-        ["model RAM: model.c + kernels (arena included)", _b(fp.model_ram_bytes), "measured"],
-        ["stack reserved", _b(fp.stack_bytes), "linker script"],
-        ["stack high-water, whole run", _b(f.stack_high_water_bytes), "measured (emulated)"],
-        ["stack high-water inside model_invoke", _b(f.invoke_stack_bytes),
-         "measured (emulated)"],
-        ["instructions per inference", f"{f.instructions_per_inference:,}",
-         "emulated instruction count, not time"],
-    ]
-    return [
-        "## Measured footprint", "",
-        f"The test image of this folder, built for {f.cpu} and run on {f.samples} samples "
-        f"under qemu-system-arm -M {f.machine}:", "",
-        *_table(["figure", "value", "how"], rows), "",
-        f"- Sizes: {fp.method}.", f"- Stack: {f.stack_method}.",
-        f"- Instructions: {f.instructions_method}.", "",
-        "An instruction count is not a latency: the board's time per inference also depends "
-        "on its pipeline, caches and flash wait states, which qemu does not model.", ""]
-
-
-def _tflm_section(g: GeneratedModel, f: CortexMFigures | None, tflm: _Tflm) -> list[str]:
-    est = " (estimate)" if tflm.runtime_code_estimate else ""
-    model_file = f"`{tflm.model_file}`" if tflm.model_file else "the model file"
-    if f is not None:
-        ram, ram_how = (f.footprint.model_ram_bytes + f.invoke_stack_bytes,
-                        "measured: data + bss of model.c and kernels + stack high-water in "
-                        "model_invoke")
-        flash, flash_how = f.footprint.model_flash_bytes, "measured: code + constants"
-    else:
-        ram, ram_how = g.arena_bytes, "arena only (the generator's plan; stack not measured)"
-        flash, flash_how = None, "not measured (no build figures given)"
-    tflm_flash = (tflm.model_bytes + tflm.runtime_code_bytes
-                  if tflm.model_bytes is not None and tflm.runtime_code_bytes is not None
-                  else None)
-    rows = [
-        ["RAM", f"{_b(ram)} ({ram_how})", f"{_b(tflm.arena_bytes)} arena ({tflm.arena_method})",
-         _ratio(ram, tflm.arena_bytes)],
-        ["model data (flash)", f"{_b(g.const_bytes)} (weights + requantization tables)",
-         f"{_b(tflm.model_bytes)} ({model_file})", _ratio(g.const_bytes, tflm.model_bytes)],
-        ["model + code (flash)", f"{_b(flash)} ({flash_how})",
-         f"{_b(tflm_flash)}: {model_file} + runtime code {_b(tflm.runtime_code_bytes)}{est}",
-         _ratio(flash, tflm_flash)],
-    ]
-    notes = ["", "Ratio = generated C ÷ TFLM (below 1: the generated C is smaller)."]
-    if tflm.runtime_code_method:
-        notes.append(f"TFLM runtime code: {tflm.runtime_code_method}.")
-    return ["## Compared with TFLM", "", *_table(["", "generated C", "TFLM", "ratio"], rows),
-            *notes, ""]
-
-
-def readme_text(generated: GeneratedModel, board: BoardProfile, target: CortexMTarget,
-                headers: tuple[str, ...], stack_bytes: int, figures: CortexMFigures | None,
-                tflm: _Tflm | None) -> str:
-    """The folder's ``README.md``."""
-    g = generated
-    lines = [
-        f"# {g.tflite_path.name} for {board.display_name}: generated C, no interpreter", "",
-        f"This folder is the int8 model `{g.tflite_path.name}` as plain C99, written by "
-        f"tinyshare for **{board.display_name}** (`{board.name}`, {board.cpu} at "
-        f"{board.clock_hz / 1e6:g} MHz): no interpreter and no heap, with kernels that follow "
-        f"TFLite Micro's int8 reference arithmetic ({g.rounding} rounding; {len(g.ops)} "
-        f"op{'s' if len(g.ops) != 1 else ''}: "
-        f"{', '.join(sorted(set(g.ops)))}). It also holds a standalone test image for the "
-        "board's core that runs under qemu-system-arm.", "",
-        "## Entry point", "",
-        "```c", '#include "model.h"', "", "int model_invoke(const int8_t *in, int8_t *out);",
-        "```", "",
-        "`in`: `MODEL_INPUT_BYTES` int8 values; `out`: receives `MODEL_OUTPUT_BYTES` int8 "
-        "values. Returns 0, or -1 when a pointer is NULL.", "",
-        *_io_section(g), *_memory_section(g, board),
-        *_project_section(g, headers, target, stack_bytes)]
-    if figures is not None:
-        lines += _figures_section(figures)
-    if tflm is not None:
-        lines += _tflm_section(g, figures, tflm)
-    return "\n".join(lines)
-
-
 def write_firmware_folder(generated: GeneratedModel, board: BoardProfile, out_dir: str | Path,
-                          *, figures: CortexMFigures | None = None, tflm: dict | None = None,
+                          *, figures: CortexMFigures | None = None,
+                          tflm: TflmFigures | None = None,
                           stack_bytes: int = DEFAULT_STACK_BYTES) -> Path:
     """Write a folder a firmware engineer can drop into a project, with a test image.
 
@@ -362,11 +200,9 @@ def write_firmware_folder(generated: GeneratedModel, board: BoardProfile, out_di
         out_dir: the folder to write (created; files of the same name are overwritten).
         figures: what ``run_cortex_m`` measured for this model and board (same
             ``stack_bytes``), for the README's footprint table; None leaves it out.
-        tflm: TFLM's figures for the same model, for a comparison table: ``arena_bytes``
-            (required), ``model_bytes`` (the model file the board flashes),
-            ``runtime_code_bytes`` (None: unknown), ``runtime_code_estimate`` (default
-            True), ``model_file``, ``arena_method``, ``runtime_code_method``.
-        stack_bytes: the test image's reserved stack (a multiple of 8), bytes.
+        tflm: TFLM's figures for the same model, for the README's comparison table (RAM,
+            model data and model + code, with their methods); None leaves it out.
+        stack_bytes: the test image's reserved stack (a positive multiple of 8), bytes.
 
     Returns:
         The folder: the generated sources and headers, ``startup.c``, ``harness.c``,
@@ -375,14 +211,16 @@ def write_firmware_folder(generated: GeneratedModel, board: BoardProfile, out_di
     Raises:
         BoardError: the board has no Cortex-M target (no qemu-system machine, unknown core).
         ValueError: ``stack_bytes`` is not a positive multiple of 8; ``figures`` are of
-            another board, arena or stack; ``tflm`` has an unknown key or a bad value.
+            another board, arena or stack.
+        TypeError: ``tflm`` is not a ``TflmFigures`` (or None).
         ModelFileError: a generated file includes a header missing from its folder.
     """
     target = cortex_m_target(board)
     support = support_files(target, stack_bytes)
     if figures is not None:
         _check_figures(figures, board, generated, stack_bytes)
-    tflm_figures = _tflm(tflm) if tflm is not None else None
+    if tflm is not None and not isinstance(tflm, TflmFigures):
+        raise TypeError(f"tflm must be a TflmFigures or None, got {type(tflm).__name__}")
     sources, headers = _model_files(generated)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -390,7 +228,7 @@ def write_firmware_folder(generated: GeneratedModel, board: BoardProfile, out_di
         atomic_write_bytes(out / name, (generated.out_dir / name).read_bytes())
     for name, text in support.items():
         atomic_write_text(out / name, text)
-    atomic_write_text(out / "Makefile", makefile_text(generated, target, headers))
+    atomic_write_text(out / "Makefile", _makefile_text(generated, target, headers))
     atomic_write_text(out / "README.md", readme_text(generated, board, target, headers,
-                                                     stack_bytes, figures, tflm_figures))
+                                                     stack_bytes, figures, tflm))
     return out

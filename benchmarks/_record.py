@@ -1,0 +1,41 @@
+"""The record every benchmark writes: machine, versions, command, its results, as JSON and
+Markdown under ``benchmarks/results/<name>-<date>.{json,md}``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write_record(name: str, fields: dict, markdown: Callable[[dict], str]) -> dict:
+    """Write ``benchmarks/results/<name>-<date>.json`` and ``.md``; print the Markdown.
+
+    Args:
+        name: the benchmark's name (file prefix and ``benchmark`` field).
+        fields: its results, merged into the record (e.g. ``{"models": {...}}``).
+        markdown: renders the whole record as Markdown.
+
+    Returns:
+        The record: ``benchmark``, ``date`` (ISO), ``machine``, ``versions`` (installed
+        packages), ``command`` and ``fields``.
+    """
+    from tinyshare.artifacts import package_versions
+
+    record = {"benchmark": name, "date": dt.date.today().isoformat(),
+              "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
+                         f"{os.cpu_count()} cores",
+              "versions": package_versions(), "command": " ".join(["python", *sys.argv]),
+              **fields}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}-{record['date']}.json").write_text(json.dumps(record, indent=1))
+    text = markdown(record)
+    (RESULTS / f"{name}-{record['date']}.md").write_text(text)
+    print(text)
+    return record
