@@ -8,7 +8,7 @@ CONFIG ?= configs/digits.toml
 
 TS     := $(VENV)/bin/tinyshare
 
-.PHONY: demo test install clean boards boards-list bench-emulation bench-generated-c
+.PHONY: demo test install clean boards boards-list bench-emulation bench-generated-c arm-tools
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,10 @@ $(CHROMIUM):
 		echo "tinyshare: the report render test is skipped without chromium: run 'sudo apt-get install chromium' to run it" >&2; \
 	fi
 
+# The demo's MCU boards also build and run their generated C: the arm tools come first
+# (installed as root; otherwise one line says what to run and the report says why not).
 demo: $(STAMP)
+	@$(MAKE) --no-print-directory arm-tools || true
 	$(VENV)/bin/tinyshare run $(CONFIG)
 
 test: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM) $(CHROMIUM)
@@ -63,8 +66,15 @@ test: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM) $(CHROMIUM)
 #                          (deployable files + example script + report in runs/<run>/<board>/)
 #   make validate-<board>  the same run plus the emulated on-device check of that board
 #   make boards            one run over every board in the registry, Linux boards emulated
+#                          an MCU board's folder also holds its generated C (c/), so its
+#                          export first installs the arm tools (as root; otherwise the
+#                          report says why the C was not built)
 export-%: $(STAMP)
+	@if $(TS) boards list --names --os baremetal | grep -qx '$*'; then \
+		$(MAKE) --no-print-directory arm-tools || true; fi
 	$(TS) run $(CONFIG) --board $*
+
+arm-tools: $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)
 
 validate-%: $(STAMP) $(QEMU)
 	$(TS) run $(CONFIG) --board $* --set validation.emulate=true

@@ -1,8 +1,9 @@
 """Helpers for the code generator tests.
 
-Registers the helper modules of this folder by name (pytest runs in importlib mode, so the
-folder is not a package): ``codegen_single_op`` (hand-built one-op .tflite files) and
-``codegen_harness`` (run the generated C and TFLM on the same int8 samples). Provides
+Registers helper modules by name (pytest runs in importlib mode, so the folder is not a
+package): ``codegen_single_op`` (hand-built one-op .tflite files), ``codegen_harness`` (run
+the generated C and TFLM on the same int8 samples) and ``tests/pipeline``'s
+``sharing_checks`` (sharing kept in the generated C arrays). Provides
 ``check_bit_exact`` and a one-op CONV_2D model (``one_op_conv_tflite``, and its generated C
 ``conv_c``); skips the folder when gcc is missing.
 """
@@ -17,9 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-for _name, _file in (("codegen_single_op", "single_op.py"), ("codegen_harness", "harness.py")):
+_HERE = Path(__file__).resolve().parent
+for _name, _file in (("codegen_single_op", _HERE / "single_op.py"),
+                     ("codegen_harness", _HERE / "harness.py"),
+                     ("sharing_checks", _HERE.parent / "pipeline" / "sharing_checks.py")):
     if _name not in sys.modules:
-        _spec = importlib.util.spec_from_file_location(_name, Path(__file__).with_name(_file))
+        _spec = importlib.util.spec_from_file_location(_name, _file)
         _module = importlib.util.module_from_spec(_spec)
         sys.modules[_name] = _module  # before exec: its dataclasses look it up
         _spec.loader.exec_module(_module)

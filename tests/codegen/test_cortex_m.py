@@ -1,6 +1,6 @@
 """The generated C built for each MCU board's core and run under qemu-system-arm.
 
-* digits demo model (``configs/digits_tiny.toml``, one epoch), every board with a
+* digits demo model (the shared tiny run of ``configs/digits_tiny.toml``), every board with a
   qemu-system emulator: the emulated outputs of every test sample (plus 16 extreme ones)
   are bit-identical to the host build of the same C; flash/RAM/stack/instruction figures
   are sane (marked ``emulated``);
@@ -40,25 +40,23 @@ def _board(name_or_path):
 
 
 @pytest.fixture(scope="module")
-def digits_c(tmp_path_factory):
-    """(generated C, int8 samples NHWC, host outputs) for the digits demo model."""
+def digits_c(tiny_run, tmp_path_factory):
+    """(generated C, int8 samples NHWC, host outputs) for the digits model of the shared
+    tiny run (configs/digits_tiny.toml)."""
     from tinyshare.config import load_config
     from tinyshare.data import load_splits
     from tinyshare.export.inspect import inspect_model
-    from tinyshare.pipeline.stages import Stage, run
     from tinyshare.targets.codegen import build_host, generate_c, run_host
     from tinyshare.targets.runtimes.base import quantize_input
     from codegen_harness import int8_samples
 
-    out = tmp_path_factory.mktemp("runs")
-    # one epoch: the graph (ops, sharing, quantization) is the config's; accuracy is not tested
-    cfg = load_config(ROOT / "configs" / "digits_tiny.toml", [f'output_dir="{out}"', "train.epochs=1"])
-    tflite = run(cfg, until=Stage.EXPORT, command="pytest cortex_m").run_dir / "export" / "model_int8.tflite"
+    cfg = load_config(ROOT / "configs" / "digits_tiny.toml")
+    tflite = tiny_run.run_dir / "export" / "model_int8.tflite"
     x_nchw = load_splits(cfg.data, cfg.seed).x_test
     t = inspect_model(tflite).tensor(inspect_model(tflite).inputs[0])
     real = quantize_input(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)), t.scales[0], t.zero_points[0])
     x = np.concatenate([real, int8_samples(np.random.default_rng(0), t.shape, 16)])
-    gen = generate_c(tflite, out / "c")
+    gen = generate_c(tflite, tmp_path_factory.mktemp("c"))
     return gen, x, run_host(build_host(gen), x)
 
 

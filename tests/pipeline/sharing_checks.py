@@ -1,9 +1,12 @@
-"""Sharing invariants of one pipeline run, shared by the tiny-run and zoo tests.
+"""Sharing invariants of one pipeline run, shared by the tiny-run, zoo and code generator
+tests.
 
 Each function asserts; ``run`` is a ``RunResult`` of a run that reached EXPORT.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -76,3 +79,32 @@ def check_same_int8_tensors(run) -> None:
     assert onnx_keys, "no int8/int32 initializers found in the ONNX file"
     assert onnx_keys <= tfl_keys
     assert sum(1 for k in onnx_keys if k[0] == "|i1") == len(run.quantized.shared.weights)
+
+
+def check_generated_c(gen, tflite) -> None:
+    """The generated C of ``tflite`` keeps sharing true: constants = the file's weight
+    storages, each emitted once and named in every op that reads it, + the requantization
+    tables; the arena comes from the TFLM estimate's planner and is below TFLM's."""
+    from tinyshare.targets.arena_plan import estimate_tflm_arena
+    from tinyshare.targets.runtimes.tflm import find_arena_bytes
+
+    info = inspect_model(tflite)
+    source = gen.model_c.read_text()
+    assert gen.weight_bytes == info.stored_weight_bytes
+    assert {b.buffer for b in gen.buffers} == {int(s.storage) for s in info.weight_storages}
+    tables = re.findall(r"static const (int32_t|int8_t) ts_rq\d+_(?:mult|shift)\[(\d+)\]", source)
+    assert gen.table_bytes == sum(int(n) * (4 if t == "int32_t" else 1) for t, n in tables) > 0
+    assert gen.const_bytes == info.stored_weight_bytes + gen.table_bytes
+    for group in info.sharing_groups:
+        name = f"ts_buf{group.storage}"
+        assert len(re.findall(rf"static const \w+ {name}\[", source)) == 1, name
+        calls = dict(re.findall(r"/\* op (\d+): \w+ \*/\n\s*(.*)", source))
+        for op in group.consumer_ops:
+            assert re.search(rf"\b{name}\b", calls[str(op)]), (name, op)
+        (buf,) = [b for b in gen.buffers if b.c_name == name]
+        assert buf.shared and buf.reader_ops == group.consumer_ops
+    # the same planner and lifetimes as our TFLM estimate; aliasing only ever helps
+    planned = estimate_tflm_arena(info).planned_bytes
+    assert gen.arena_bytes_without_aliasing == planned >= gen.arena_bytes
+    x0 = np.zeros((1, *gen.input_shape[1:]), np.float32)
+    assert gen.arena_bytes < find_arena_bytes(tflite, x0).arena_bytes  # TFLM adds its structs

@@ -115,6 +115,8 @@ def test_verdict_follows_the_checks(tiny_run):
         if r["board"]["os"] == "baremetal" and r["vela"] is None:
             assert fp["ram_needed_bytes"] == fp["arena"]["arena_bytes"]
             assert abs(ram["arena"]["difference_percent"]) <= 10.0
+            twin = (ram["arena"]["twin_measured_bytes"], ram["arena"]["twin_estimate_bytes"])
+            assert abs(twin[1] - twin[0]) <= 0.10 * twin[0]
             assert flash["names_stripped"] and flash["model_file"] == "model_int8_nonames.tflite"
         if r["vela"] is not None:  # Ethos-U: Vela's SRAM + TFLM's persistent estimate
             assert fp["ram_needed_bytes"] > r["vela"]["sram_bytes"] > 0

@@ -69,13 +69,20 @@ def test_zoo_model_runs_end_to_end_with_sharing_kept(zoo_run):
     assert ref["benchmark"] == MLPERF[name] and ref["source"].startswith("https://")
     md = (run.run_dir / "boards" / "stm32f746g-disco" / "report.md").read_text()
     assert f"MLPerf Tiny reference for this architecture: {MLPERF[name]}" in md
+    # the offline arena estimate within 10 % of TFLM's measured arena, shared and twin
+    arena = report["footprint"]["ram"]["arena"]
+    for m, e in ((arena["measured_bytes"], arena["estimate_bytes"]),
+                 (arena["twin_measured_bytes"], arena["twin_estimate_bytes"])):
+        assert abs(e - m) <= 0.10 * m, arena
 
 
 @pytest.mark.slow
 @pytest.mark.emulated
 @pytest.mark.skipif(not HAS_ARM_TOOLS, reason="arm-none-eabi-gcc / qemu-system-arm not on PATH "
                     "(make test installs them)")
-def test_zoo_model_generated_c_is_bit_exact_on_every_cortex_m_core(zoo_run):
+def test_zoo_model_generated_c_is_bit_exact_on_every_cortex_m_core(zoo_run, tmp_path):
+    from tinyshare.targets.codegen import generate_c
+
     name, run = zoo_run
     n_test = len(np.load(run.run_dir / "data" / "test.npz")["y"])
     cpus = set()
@@ -93,6 +100,12 @@ def test_zoo_model_generated_c_is_bit_exact_on_every_cortex_m_core(zoo_run):
         assert fp.flash_bytes > fp.model_flash_bytes
         cpus.add(check.figures.cpu)
     assert cpus == {"Cortex-M4F", "Cortex-M7", "Cortex-M55"}
+    # the C the run built: sharing kept in its arrays, arena from the estimate's planner
+    tflite = run.run_dir / "export" / check.model_file
+    again = generate_c(tflite, tmp_path / "c")
+    built = run.run_dir / "validate" / "codegen" / "c" / tflite.stem / "model.c"
+    assert again.model_c.read_text() == built.read_text()
+    sharing_checks.check_generated_c(again, tflite)
 
 
 def test_resize_and_channel_repeat_of_the_digits():
