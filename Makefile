@@ -8,7 +8,7 @@ CONFIG ?= configs/digits.toml
 
 TS     := $(VENV)/bin/tinyshare
 
-.PHONY: demo test install clean boards boards-list bench-emulation bench-generated-c arm-tools
+.PHONY: demo test test-long install clean boards boards-list bench-emulation bench-generated-c arm-tools
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ demo: $(STAMP)
 
 test: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM) $(CHROMIUM)
 	$(PY) -m pytest
+
+# The end-to-end runs of a minute or more each (marked `long`): every zoo model's generated
+# C on the three Cortex-M cores, determinism, interrupt and resume. CI runs them after
+# `make test`.
+test-long: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)
+	$(PY) -m pytest -m long
 
 # Per-board targets come from the board registry through pattern rules, so a new board
 # file needs no Makefile edit. Each maps onto one tinyshare command:

@@ -60,3 +60,17 @@ class ReportError(TinyshareError):
     """
 
     exit_code = 3
+
+
+class RunLockedError(TinyshareError):
+    """Another process is writing the same run folder (``runs/<name>/``): its lock file
+    ``runs/.<name>.lock`` is held. The message names the holder's PID and host."""
+
+
+class OutputWriteError(TinyshareError):
+    """The run's output folder cannot be written: read-only, no permission, or full disk.
+    Nothing half-written is kept; the message says what to do."""
+
+
+class RunFolderError(TinyshareError):
+    """A path given as a run folder is not one (no readable top-level ``manifest.json``)."""

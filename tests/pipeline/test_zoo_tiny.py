@@ -48,6 +48,7 @@ def zoo_run(request, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_zoo_model_runs_end_to_end_with_sharing_kept(zoo_run):
     name, run = zoo_run
     shape, floor = ZOO_TINY[name]
@@ -77,6 +78,7 @@ def test_zoo_model_runs_end_to_end_with_sharing_kept(zoo_run):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.emulated
 @pytest.mark.skipif(not HAS_ARM_TOOLS, reason="arm-none-eabi-gcc / qemu-system-arm not on PATH "
                     "(make test installs them)")

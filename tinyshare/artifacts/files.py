@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import platform
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyshare.errors import ModelFileError
+from tinyshare.errors import ModelFileError, OutputWriteError
 
 MANIFEST_SCHEMA_VERSION = 1
 _SUFFIX_FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
@@ -34,19 +37,82 @@ def sha256_file(path: str | Path) -> str:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file in the same folder, then rename it into place."""
+    """Write ``data`` to a temporary file in the same folder, then rename it into place.
+
+    Readers see the old file or the whole new one, never a part; the temporary file is
+    removed when writing fails.
+
+    Raises:
+        OSError: the folder cannot be written (read-only, no permission) or the disk is full
+            (``ENOSPC``); ``path`` is then unchanged.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # a full disk shows here, before the rename, not after a crash
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give reports the usual mode
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def output_write_error(exc: OSError, run_dir: str | Path) -> OutputWriteError | None:
+    """The one-line error for an environment fault while writing the run ``run_dir``.
+
+    Args:
+        exc: the error a writer raised.
+        run_dir: the run folder ``runs/<name>/``; the message names it and its parent.
+
+    Returns:
+        An ``OutputWriteError`` saying what to do for a full disk (``ENOSPC``, ``EDQUOT``,
+        ``EFBIG``) or a read-only / not writable folder (``EROFS``, ``EACCES``, ``EPERM``);
+        None for any other error, which is not an environment fault to translate.
+    """
+    run_dir = Path(run_dir)
+    out_dir = run_dir.parent
+    what = Path(os.fsdecode(exc.filename)) if exc.filename is not None else out_dir
+    inside = what == out_dir or out_dir in what.parents  # else e.g. a cache folder
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    kept = f"{run_dir} was left as it was"
+    if exc.errno in _FULL:
+        fix = ("free some space or set output_dir to another disk (--set output_dir=PATH)"
+               if inside else f"free some space on the disk of {what.parent}")
+    elif exc.errno in _READ_ONLY:
+        fix = (f"make {out_dir} writable or set output_dir to a writable folder "
+               "(--set output_dir=PATH)" if inside else f"make {what.parent} writable")
+    else:
+        return None
+    return OutputWriteError(f"cannot write {what}: {reason}; {fix}; {kept}")
+
+
+@contextlib.contextmanager
+def write_errors_as_output_errors(run_dir: str | Path) -> Iterator[None]:
+    """Turn a full disk or a read-only folder met in the ``with`` block into one line.
+
+    Args:
+        run_dir: the run folder being written (``runs/<name>/``), named in the message.
+
+    Raises:
+        OutputWriteError: an ``OSError`` that ``output_write_error`` recognises (chained
+            from it); other errors pass through unchanged.
+    """
+    try:
+        yield
+    except OSError as exc:
+        err = output_write_error(exc, run_dir)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def _jsonable(obj: Any) -> Any:

@@ -81,7 +81,7 @@ def _model_info(path: Path, data: bytes, model, schema) -> ModelInfo:
     sg = model.subgraphs[0]
     buffers = model.buffers or []
     raw = sg.tensors or []
-    names = _unique_names([_text(t.name) for t in raw])
+    names = _unique_names([_text(t.name, path, f"tensor {i} name") for i, t in enumerate(raw)])
     dtype_names = _enum_names(schema.TensorType)
 
     tensors = []
@@ -112,7 +112,8 @@ def _model_info(path: Path, data: bytes, model, schema) -> ModelInfo:
             raise ModelFileError(f"{path}: {where} refers to tensor {index} of {len(names)}")
         return names[index]
 
-    op_codes = [_op_code(c, _enum_names(schema.BuiltinOperator)) for c in model.operatorCodes or []]
+    builtin_names = _enum_names(schema.BuiltinOperator)
+    op_codes = [_op_code(c, builtin_names, path) for c in model.operatorCodes or []]
     ops = []
     for k, op in enumerate(sg.operators or []):
         if not 0 <= op.opcodeIndex < len(op_codes):
@@ -126,6 +127,9 @@ def _model_info(path: Path, data: bytes, model, schema) -> ModelInfo:
             outputs=tuple(name_of(int(j), f"operator {k}") for j in _ints(op.outputs)),
         ))
 
+    inputs = tuple(name_of(int(j), "subgraph inputs") for j in _ints(sg.inputs))
+    variables = {names[i] for i, t in enumerate(raw) if t.isVariable}
+    _require_defined_inputs(path, ops, tensors, {*inputs, *variables})
     storage = {t.name: str(t.buffer_index) for t in tensors if t.is_constant}
     total, weights, storages = _find_weights(ops, tensors, storage, TFLITE_RULES)
     return ModelInfo(
@@ -134,7 +138,7 @@ def _model_info(path: Path, data: bytes, model, schema) -> ModelInfo:
         file_bytes=len(data),
         ops=tuple(ops),
         tensors=tuple(tensors),
-        inputs=tuple(name_of(int(j), "subgraph inputs") for j in _ints(sg.inputs)),
+        inputs=inputs,
         outputs=tuple(name_of(int(j), "subgraph outputs") for j in _ints(sg.outputs)),
         stored_weight_bytes=total,
         weight_tensors=weights,
@@ -143,11 +147,36 @@ def _model_info(path: Path, data: bytes, model, schema) -> ModelInfo:
     )
 
 
-def _op_code(code, builtin_names: dict[int, str]) -> tuple[str, int]:
+def _require_defined_inputs(path: Path, ops: Sequence[OpInfo], tensors: Sequence[TensorInfo],
+                            given: set[str]) -> None:
+    """Every op input must be a graph input or variable, an earlier op's output, or stored data.
+
+    A tensor that is none of these has no value when the op runs (LiteRT: "Input tensor
+    lacks data"), e.g. a weight whose buffer index was corrupted to an empty buffer. Empty
+    tensors (a 0 dimension) need no data; custom ops are not checked (Vela's ``ethos-u`` op
+    reads scratch tensors the runtime allocates in the arena).
+
+    Raises:
+        ModelFileError: an op reads such a tensor (naming the op and the tensor).
+    """
+    by_name = {t.name: t for t in tensors}
+    defined = set(given)
+    for op in ops:
+        for name in () if op.op_code.startswith("CUSTOM:") else op.inputs:
+            t = by_name[name] if name else None
+            if t is None or name in defined or t.is_constant or (t.shape and 0 in t.shape):
+                continue
+            raise ModelFileError(f"{path}: operator {op.index} ({op.op_code}) reads tensor "
+                                 f"{name!r}, which is no graph input, no earlier op's output "
+                                 "and holds no data")
+        defined.update(op.outputs)
+
+
+def _op_code(code, builtin_names: dict[int, str], path: Path) -> tuple[str, int]:
     """Return ``(name, version)`` of an OperatorCode (builtin_code or deprecated_builtin_code)."""
     builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
     if builtin == _CUSTOM_CODE:
-        return f"CUSTOM:{_text(code.customCode)}", int(code.version)
+        return f"CUSTOM:{_text(code.customCode, path, 'a custom op code')}", int(code.version)
     return builtin_names.get(builtin, f"BUILTIN_{builtin}"), int(code.version)
 
 
@@ -175,10 +204,17 @@ def _ints(values) -> list[int]:
     return [] if values is None else [int(v) for v in values]
 
 
-def _text(value) -> str:
+def _text(value, path: Path | None, what: str) -> str:
+    """A flatbuffer string as text; the schema's strings are UTF-8, anything else is corrupt."""
     if value is None:
         return ""
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        where = f"{path}: " if path is not None else ""
+        raise ModelFileError(f"{where}{what} is not UTF-8 text ({value[:16]!r})") from None
 
 
 def _unique_names(raw: Sequence[str]) -> list[str]:

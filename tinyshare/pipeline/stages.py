@@ -8,10 +8,13 @@ data) are checked before any folder is created.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +56,9 @@ class RunResult:
 
     The in-memory artifacts of the stages that ran (``trained``, ``quantized``,
     ``validation``) are kept for callers that go on working with them; files are read
-    from ``run_dir``.
+    from ``run_dir``. ``up_to_date``: the run folder already held this very run (resume),
+    so nothing ran and the in-memory artifacts are None. ``reused``: stages taken from an
+    earlier run (``tinyshare.pipeline.resume``).
     """
 
     run_dir: Path
@@ -66,6 +71,8 @@ class RunResult:
     trained: TrainedModel | None = None
     quantized: QuantizedPair | None = None
     validation: ValidationResult | None = None
+    up_to_date: bool = False
+    reused: tuple[str, ...] = ()
 
 
 def _staging_dir(final: Path) -> Path:
@@ -79,9 +86,70 @@ def _publish(staging: Path, final: Path) -> None:
     if final.exists():
         old = final.parent / f".{final.name}.old-{os.getpid()}"
         os.replace(final, old)
-    os.replace(staging, final)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        if old is not None:  # put the previous run back
+            os.replace(old, final)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """While the run works, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C, so both end
+    in the same clean-up (main thread only; signal handlers cannot be set elsewhere)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _keep_completed(staging: Path, final: Path) -> None:
+    """After an interruption or failure: keep the stages that completed (their folder has
+    a manifest) in ``runs/.<name>.incomplete/`` for a later run to resume from, and drop
+    the rest (the stage that was cut short, partial reports)."""
+    from tinyshare.pipeline.resume import incomplete_dir
+
+    if not staging.exists():
+        return
+    done = [d for d in staging.iterdir() if d.is_dir() and (d / "manifest.json").is_file()]
+    if not done:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
+    for p in staging.iterdir():
+        if p not in done:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    keep = incomplete_dir(final)
+    shutil.rmtree(keep, ignore_errors=True)
+    os.replace(staging, keep)
+    log.warning("run interrupted: completed stages (%s) kept in %s for the next run",
+                ", ".join(sorted(d.name for d in done)), keep)
+
+
+def _finished(final: Path, until: Stage) -> RunResult:
+    """The ``RunResult`` of a run folder that is already up to date (nothing ran)."""
+    import json
+
+    boards = sorted(p.parent.name for p in (final / "boards").glob("*/report.json"))
+    verdicts = {b: json.loads((final / "boards" / b / "report.json").read_text())["verdict"]
+                for b in boards}
+    report = until >= Stage.REPORT
+    return RunResult(
+        run_dir=final, until=until, stage_seconds={},
+        summary_report=(final / "report.md") if report else None,
+        html_report=(final / "report.html") if report else None,
+        board_reports={b: final / "boards" / b / "report.md" for b in boards},
+        verdicts=verdicts, up_to_date=True)
 
 
 def run(
@@ -89,14 +157,21 @@ def run(
     until: Stage = Stage.REPORT,
     progress: Progress | None = None,
     command: str = "",
+    resume: bool = False,
 ) -> RunResult:
     """Run the pipeline for ``cfg`` up to and including ``until``.
+
+    Ctrl-C or SIGTERM (or any error) leaves ``runs/<name>/`` as it was; the stages that
+    completed are kept in ``runs/.<name>.incomplete/`` and the interrupted one is dropped.
 
     Args:
         cfg: the validated run config (``cfg.boards`` names the target boards).
         until: the last stage to run.
         progress: ``progress(task, done, total)`` callback for long work.
         command: the command line, recorded in the manifest and the reports.
+        resume: reuse what an earlier run of the same inputs left (``pipeline.resume``):
+            nothing runs when ``runs/<name>/`` already holds this run intact, and TRAIN is
+            taken from an earlier run (finished or interrupted) with the same train inputs.
 
     Returns:
         The ``RunResult``; files lie under ``cfg.run_dir``.
@@ -106,6 +181,9 @@ def run(
         RuntimeUnavailableError: ``validation.codegen = "on"`` and arm-none-eabi-gcc or
             qemu-system-arm is missing (before anything is written).
         DataError / ConfigError: bad data or config (before anything is written).
+        RunLockedError: another run is writing ``runs/<name>/`` (``runs/.<name>.lock``).
+        OutputWriteError: the output folder is read-only or the disk is full; nothing
+            half-written is left in ``runs/<name>/``.
     """
     from tinyshare.data import load_splits
     from tinyshare.targets.board_registry import load_board
@@ -121,15 +199,34 @@ def run(
 
         check_model_settings(cfg, splits)  # fails before training, before any folder
     final = cfg.run_dir
+    from tinyshare.pipeline.run_lock import locked_run_dir
+
+    with locked_run_dir(final):  # one run per runs/<name>/; full or read-only disk: one line
+        return _run_locked(cfg, until, progress, command, resume, boards, splits, final)
+
+
+def _run_locked(cfg, until, progress, command, resume, boards, splits, final) -> RunResult:
+    """The body of ``run``, with the inputs checked and ``runs/.<name>.lock`` held."""
+    from tinyshare.pipeline.resume import incomplete_dir, run_key, up_to_date
+
+    key = run_key(cfg, until.name.lower(), [b.name for b in boards])
+    if resume and up_to_date(final, key):
+        log.info("%s is up to date (same config, boards, versions and code): nothing to run",
+                 final)
+        return _finished(final, until)
     staging = _staging_dir(final)
-    if staging.exists():
-        shutil.rmtree(staging)
+    # with the lock held, any staging folder of this name is a dead run's (killed -9)
+    for stale in final.parent.glob(f".{final.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        result = _run_stages(cfg, boards, splits, staging, until, progress, command)
-        _publish(staging, final)
+        with _terminate_as_interrupt():
+            result = _run_stages(cfg, boards, splits, staging, until, progress, command,
+                                 final if resume else None, key)
+            _publish(staging, final)
+        shutil.rmtree(incomplete_dir(final), ignore_errors=True)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        _keep_completed(staging, final)
         raise
     return RunResult(
         run_dir=final, until=until, stage_seconds=result["seconds"],
@@ -138,12 +235,14 @@ def run(
         board_reports={b: final / "boards" / b / "report.md" for b in result["boards"]},
         verdicts=result["verdicts"], trained=result.get("trained"),
         quantized=result.get("quantized"), validation=result.get("validation"),
+        reused=tuple(result["reused"]),
     )
 
 
-def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> dict:
+def _run_stages(cfg, boards, splits, root: Path, until, progress, command,
+                resume_from: Path | None, key: str) -> dict:
     from tinyshare.artifacts import write_manifest
-    from tinyshare.pipeline import steps
+    from tinyshare.pipeline import resume, steps
 
     seconds: dict[str, float] = {}
 
@@ -169,9 +268,18 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> di
     verdicts: dict[str, str] = {}
     trained = quantized = exported = validation = None
     timed(Stage.DATA, data_stage)
+    reused: list[str] = []
     if until >= Stage.TRAIN:
-        trained = timed(Stage.TRAIN, lambda: steps.train_stage(cfg, splits, root / "train",
-                                                               progress))
+        train_key = resume.train_key(cfg, splits)
+        src = resume.reusable_train(resume_from, train_key) if resume_from else None
+        if src is not None:
+            log.info("train: reusing %s (same data, model, training, seed, versions, code)", src)
+            trained = timed(Stage.TRAIN, lambda: resume.load_trained(cfg, splits, src,
+                                                                     root / "train"))
+            reused.append("train")
+        else:
+            trained = timed(Stage.TRAIN, lambda: steps.train_stage(
+                cfg, splits, root / "train", progress, key=train_key))
     if until >= Stage.QUANTIZE:
         quantized = timed(Stage.QUANTIZE, lambda: steps.quantize_stage(
             cfg, trained, splits, root / "quantize", progress))
@@ -191,12 +299,14 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command) -> di
             cfg, boards, splits, trained, quantized, exported, validation, root,
             command=command, stage_seconds=seconds))
         verdicts = {b: r.verdict for b, r in reports.items()}
-    _write_run_manifest(cfg, root, until, seconds, command)
+    _write_run_manifest(cfg, root, until, seconds, command, key, reused)
     return {"seconds": seconds, "boards": list(verdicts), "verdicts": verdicts,
-            "trained": trained, "quantized": quantized, "validation": validation}
+            "trained": trained, "quantized": quantized, "validation": validation,
+            "reused": reused}
 
 
-def _write_run_manifest(cfg: RunConfig, root: Path, until: Stage, seconds, command) -> None:
+def _write_run_manifest(cfg: RunConfig, root: Path, until: Stage, seconds, command,
+                        key: str, reused: list[str]) -> None:
     files = {
         str(p.relative_to(root)): sha256_file(p)
         for p in sorted(root.rglob("*"))
@@ -205,6 +315,8 @@ def _write_run_manifest(cfg: RunConfig, root: Path, until: Stage, seconds, comma
     atomic_write_json(root / "manifest.json", {
         "schema_version": 1,
         "run": cfg.name,
+        "key": key,
+        "reused_stages": reused,
         "until": until.name.lower(),
         "seed": cfg.seed,
         "config": cfg.to_dict(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinyshare.artifacts import atomic_write_json, write_manifest
+from tinyshare.artifacts import atomic_write_bytes, atomic_write_json, write_manifest
 from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.clustering import ClusterSummary, cluster_and_finetune
@@ -89,10 +90,12 @@ class ExportedModels:
 
 
 def train_stage(
-    cfg: RunConfig, splits: DataSplits, out: Path, progress: Progress | None = None
+    cfg: RunConfig, splits: DataSplits, out: Path, progress: Progress | None = None,
+    key: str = "",
 ) -> TrainedModel:
     """Build the configured zoo model, train it (and its twin), cluster both when
-    ``[cluster]`` is set, and save the state_dicts."""
+    ``[cluster]`` is set, and save the state_dicts. ``key`` (``resume.train_key``) goes into
+    the manifest's inputs, so a later run with the same inputs can reuse the stage."""
     import torch
 
     from tinyshare.models.sharing import sharing_groups, unique_parameters, unshared_twin
@@ -117,8 +120,10 @@ def train_stage(
         metrics, twin_metrics = cluster.after, twin_cluster.after
     out.mkdir(parents=True, exist_ok=True)
     sd_path = out / "model_state_dict.pt"
-    torch.save(model.state_dict(), sd_path)
-    torch.save(twin.state_dict(), out / "twin_state_dict.pt")
+    for m, path in ((model, sd_path), (twin, out / "twin_state_dict.pt")):
+        buf = io.BytesIO()  # torch.save reports a full disk as RuntimeError; write it ourselves
+        torch.save(m.state_dict(), buf)
+        atomic_write_bytes(path, buf.getvalue())
     groups = tuple(sharing_groups(model))
     result = TrainedModel(
         model=model, twin=twin, metrics=metrics, twin_metrics=twin_metrics,
@@ -134,7 +139,7 @@ def train_stage(
         "twin_cluster": twin_cluster.as_dict() if twin_cluster else None,
     })
     write_manifest(out, stage="train", inputs={
-        "train": cfg.train.model_dump(), "model": cfg.model.model_dump(),
+        "key": key, "train": cfg.train.model_dump(), "model": cfg.model.model_dump(),
         "cluster": cfg.cluster.model_dump() if cfg.cluster else None},
         seconds=time.perf_counter() - t0, seed=cfg.seed)
     return result

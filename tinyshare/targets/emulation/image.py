@@ -17,16 +17,15 @@ Only ``apt-get install qemu-user-static`` needs root; the build itself does not.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tinyshare.artifacts.locks import exclusive_lock
 from tinyshare.errors import RuntimeUnavailableError
 from tinyshare.targets._proc import find_tool
 from tinyshare.targets.emulation.build import MANIFEST_FORMAT, build_image
@@ -88,22 +87,17 @@ def verify_image(image: DeviceImage) -> list[str]:
 
 @contextlib.contextmanager
 def _locked(path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` (one per open file, so threads exclude too)."""
-    with open(path, "a") as f:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise RuntimeUnavailableError(
-                        f"another process has held {path} for over {timeout_s:.0f} s") from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Hold an exclusive ``flock`` on ``path`` (one per open file, so threads exclude too).
+
+    Raises:
+        RuntimeUnavailableError: another process still holds it after ``timeout_s`` seconds.
+    """
+    def busy() -> RuntimeUnavailableError:
+        return RuntimeUnavailableError(
+            f"another process has held {path} for over {timeout_s:.0f} s")
+
+    with exclusive_lock(path, timeout_s=timeout_s, busy=busy):
+        yield
 
 
 def _discard(path: Path) -> None:
