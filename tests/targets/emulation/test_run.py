@@ -229,6 +229,20 @@ def test_timeout_kills_the_guest_and_its_children(models, tmp_path):
     assert not _alive(child)
 
 
+def test_a_guest_past_the_memory_limit_is_killed(models):
+    hog = [sys.executable, "-c", "import sys, time; b = b'x' * (300 << 20); "
+           "print('allocated', file=sys.stderr, flush=True); time.sleep(60)"]
+    start = time.perf_counter()
+    with pytest.raises(RuntimeUnavailableError) as exc:
+        run_emulated(hog, {}, "litert-ref", models.tflite, models.x_nhwc, timeout_s=60,
+                     memory_limit_bytes=100 << 20)
+    assert time.perf_counter() - start < 20  # the watchdog, not the 60 s timeout
+    text = _one_line(exc)
+    assert "litert-ref (emulated) on tiny_int8.tflite passed the memory limit of 100 MiB" in text
+    resident = int(text.split("(resident ")[1].split(" MiB")[0])
+    assert resident > 100
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -24,7 +24,10 @@ heap, so a limit near a board's RAM fails qemu itself ("mprotect of jit buffer" 
 until killed), not the guest; ``RLIMIT_AS`` gave a guest MemoryError at 400-600 MB but
 a qemu SIGSEGV (GSlice) at 300 MB. Neither stands for the board's RAM, so the guest's
 peak RSS (``stats["peak_rss_kb"]``: the qemu process, guest plus emulator) is reported
-for the caller to compare with the board's RAM, and the timeout bounds runaways.
+for the caller to compare with the board's RAM. Runaways are bounded twice: the timeout,
+and a watchdog that reads the process's resident set (``/proc/<pid>/status`` VmRSS, every
+0.2 s) and kills its process group past ``memory_limit_bytes`` (default 2 GiB, 30x what
+a guest needs).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import shlex
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +76,8 @@ GUEST_RUNTIMES = ("litert", "litert-ref", "onnxruntime", "tflite-runtime")
 GUEST_SITES = {"litert": "litert", "litert-ref": "litert", "onnxruntime": "onnxruntime",
                "tflite-runtime": "tflite-runtime"}
 STDERR_TAIL_LINES = 5
+DEFAULT_MEMORY_LIMIT_BYTES = 2 << 30
+_WATCH_INTERVAL_S = 0.2
 _LEVEL_NAMES = {"all": "ORT_ENABLE_ALL", "disable": "ORT_DISABLE_ALL"}
 _EMULATED_SUFFIX = " (emulated)"
 
@@ -246,6 +252,7 @@ def run_emulated(
     io_quant: IoQuant | None = None,
     ort_level: str = "all",
     batch: int = 32,
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES,
 ) -> EmulatedRun:
     """Run one model on N samples inside a device image and return its raw outputs.
 
@@ -268,6 +275,8 @@ def run_emulated(
             ``onnx_io_quant`` when None. Ignored for TFLite (the guest reads it).
         ort_level: onnxruntime graph optimization, ``"all"`` or ``"disable"``.
         batch: samples per invoke when the model's batch dimension is dynamic.
+        memory_limit_bytes: the guest process is killed when its resident set (guest plus
+            emulator) passes this, bytes.
 
     Returns:
         The ``EmulatedRun``.
@@ -278,7 +287,8 @@ def run_emulated(
         ModelFileError: the model file is missing (or, for ONNX, its I/O quantization
             cannot be read on the host).
         RuntimeUnavailableError: the guest exited non-zero, was killed by a signal, ran
-            past ``timeout_s``, could not be started, or wrote no readable results.
+            past ``timeout_s`` or ``memory_limit_bytes``, could not be started, or wrote no
+            readable results.
     """
     name = emulated_run_name(runtime, ort_level)
     if batch < 1:
@@ -296,11 +306,11 @@ def run_emulated(
     with scratch as folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         return _run_in(Path(folder), argv_prefix, env, runtime, name, model, samples,
-                       timeout_s, io_quant, ort_level, batch)
+                       timeout_s, io_quant, ort_level, batch, memory_limit_bytes)
 
 
 def _run_in(folder, argv_prefix, env, runtime, name, model, samples, timeout_s,
-            io_quant, ort_level, batch) -> EmulatedRun:
+            io_quant, ort_level, batch, memory_limit_bytes) -> EmulatedRun:
     inputs, out, stats_path = folder / "in.npz", folder / "out.npz", folder / "stats.json"
     np.savez(inputs, x=samples)
     for stale in (out, stats_path):
@@ -312,7 +322,7 @@ def _run_in(folder, argv_prefix, env, runtime, name, model, samples, timeout_s,
     where = f"{name} on {model.name}"
     logger.debug("emulated run: %s", command)
     start = time.perf_counter()
-    rc, stderr = _execute(argv, env, folder, timeout_s, where)
+    rc, stderr = _execute(argv, env, folder, timeout_s, where, memory_limit_bytes)
     wall_s = time.perf_counter() - start
     if rc != 0:
         raise RuntimeUnavailableError(_failure(where, _status(rc, timeout_s), stderr))
@@ -339,11 +349,41 @@ def _run_in(folder, argv_prefix, env, runtime, name, model, samples, timeout_s,
     return EmulatedRun(outputs, stats, command, wall_s)
 
 
-def _execute(argv, env, cwd, timeout_s, where) -> tuple[int | None, str]:
+def _rss_bytes(pid: int) -> int:
+    """Resident set of ``pid`` in bytes (``/proc/<pid>/status`` VmRSS); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _watch_memory(proc: subprocess.Popen, limit_bytes: int, seen: list[int]) -> None:
+    """Kill ``proc``'s process group when its resident set passes ``limit_bytes``; the RSS
+    that tripped it goes into ``seen``."""
+    while proc.poll() is None:
+        rss = _rss_bytes(proc.pid)
+        if rss > limit_bytes:
+            seen.append(rss)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        time.sleep(_WATCH_INTERVAL_S)
+
+
+def _execute(argv, env, cwd, timeout_s, where,
+             memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT_BYTES) -> tuple[int | None, str]:
     """Run argv in its own session; returns (exit status, or None on timeout; stderr text).
 
     On a timeout the whole process group is killed, so helpers the guest started die too.
     The working folder is the scratch folder, where a qemu core file would land.
+
+    Raises:
+        RuntimeUnavailableError: it could not start, or its resident set passed
+            ``memory_limit_bytes`` (the process group is killed; the message gives both).
     """
     try:
         proc = subprocess.Popen(
@@ -352,9 +392,17 @@ def _execute(argv, env, cwd, timeout_s, where) -> tuple[int | None, str]:
         )
     except OSError as exc:
         raise RuntimeUnavailableError(f"{where}: cannot start {argv[0]!r}: {exc}") from exc
+    over: list[int] = []
+    watchdog = threading.Thread(target=_watch_memory, args=(proc, memory_limit_bytes, over),
+                                daemon=True)
+    watchdog.start()
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
         rc: int | None = proc.returncode
+        if over:
+            raise RuntimeUnavailableError(
+                f"{where} passed the memory limit of {memory_limit_bytes >> 20} MiB "
+                f"(resident {over[0] >> 20} MiB) and was killed")
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
             os.killpg(proc.pid, signal.SIGKILL)
