@@ -154,3 +154,18 @@ def test_digits_on_the_board_core_is_bit_exact_with_the_host_build(digits_c, boa
     assert f.instructions_per_inference > 0 and f.instructions_per_tick > 0
     assert f.instructions_method.startswith("emulated instruction count, not time")
     assert {".vectors", ".text", ".data", ".bss", ".arena", ".stack"} <= {n for n, _ in image.footprint.sections}
+
+
+@pytest.mark.emulated
+@NEEDS_GCC
+@NEEDS_QEMU
+def test_relative_folders_build_and_run(one_op_conv_tflite, tmp_path, monkeypatch):
+    """As `make demo` runs (output_dir = "runs", relative): generating into and building in
+    relative folders works, although the compiler runs with the image folder as its cwd."""
+    from tinyshare.targets.codegen import build_cortex_m, generate_c, run_cortex_m
+
+    monkeypatch.chdir(tmp_path)
+    gen = generate_c(one_op_conv_tflite, Path("runs") / "c")
+    image = build_cortex_m(gen, _board("nano33-ble-sense"), Path("runs") / "img")
+    x = np.zeros((2, *gen.input_shape[1:]), np.int8)
+    assert run_cortex_m(image, x).outputs.shape == (2, *gen.output_shape[1:])

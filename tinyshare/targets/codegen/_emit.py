@@ -221,7 +221,7 @@ def generate_c(tflite_path: str | Path, out_dir: str | Path, *,
         lowered.append((op, low))
     const_lines, buffers = const_block(emitter)
     table_lines, table_bytes = table_block(emitter)
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: builds run with the output as cwd
     out.mkdir(parents=True, exist_ok=True)
     kernels = sorted({low.kernel for _, low in lowered if low.kernel}
                      | ({UNPACK_KERNEL} if emitter.unpacks else set()))

@@ -235,14 +235,15 @@ def build_cortex_m(generated: GeneratedModel, board: BoardProfile,
     support = support_files(target, stack_bytes)
     cc = find_tool(compiler, _GCC_HINT)
     size_tool = _size_tool(cc)
-    out = Path(out_dir) if out_dir is not None else generated.out_dir / f"cortex-m-{board.name}"
+    out = (Path(out_dir) if out_dir is not None
+           else generated.out_dir / f"cortex-m-{board.name}").resolve()  # cwd of the build
     out.mkdir(parents=True, exist_ok=True)
     for name, text in support.items():
         (out / name).write_text(text)
-    sources = [*generated.sources, out / "startup.c", out / "harness.c"]
+    sources = [*(p.resolve() for p in generated.sources), out / "startup.c", out / "harness.c"]
     for stale in out.glob("*.o"):
         stale.unlink()
-    _proc.run([cc, *target.cflags, *TARGET_CFLAGS, f"-I{generated.out_dir}", f"-I{out}", "-c",
+    _proc.run([cc, *target.cflags, *TARGET_CFLAGS, f"-I{generated.out_dir.resolve()}", f"-I{out}", "-c",
                *sources], timeout_s=_BUILD_TIMEOUT_S, cwd=out,
               what=f"{compiler} build of {generated.model_c} for {board.name}")
     objects = [out / f"{src.stem}.o" for src in sources]
