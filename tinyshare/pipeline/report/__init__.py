@@ -147,7 +147,10 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
                 f"host runs use each runtime's {platform.machine()} build"
                 + ("; Linux boards' runtimes also ran from their ARM device images under "
                    "qemu-user (emulated, see 'On-device checks')" if validation.emulation
-                   else "; no emulated or on-device run is part of this report")
+                   else "; no runtime ran emulated or on a device")
+                + ("; the Cortex-M boards' generated C ran under qemu-system-arm (emulated, "
+                   "see 'Generated C')" if any(c.figures for c in validation.codegen.values())
+                   else "")
                 + "; no time in it is a device latency"),
             "stage_seconds": dict(stage_seconds),
         },
