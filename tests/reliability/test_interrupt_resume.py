@@ -3,8 +3,10 @@
 A real ``python -m tinyshare run`` gets SIGTERM while VALIDATE works: ``runs/<name>/`` is not
 created, the completed stages (data, train, quantize, export) are kept with their manifests
 in ``runs/.<name>.incomplete/``, and nothing else is left. The next run of the same config
-reuses TRAIN (same state_dict bytes) and finishes; the one after that is a no-op; a run
-with a changed validation setting reuses TRAIN again; a tampered state_dict is not reused.
+reuses TRAIN, QUANTIZE and EXPORT (same bytes) and runs VALIDATE and REPORT; the one after
+that is a no-op. A changed validation setting re-runs VALIDATE and REPORT, a report-only
+limit re-runs REPORT alone (reports otherwise identical), and a changed quantize setting
+re-runs QUANTIZE onward. Keys, plan and loaders: ``test_stage_reuse.py``.
 """
 
 from __future__ import annotations
@@ -61,40 +63,57 @@ def test_sigterm_mid_stage_keeps_completed_stages_and_the_rerun_resumes(tmp_path
     for stage in kept.iterdir():
         assert json.loads((stage / "manifest.json").read_text())["stage"] == stage.name
     state = (kept / "train" / "model_state_dict.pt").read_bytes()
+    int8 = (kept / "export" / "model_int8.tflite").read_bytes()
 
     resumed, t_resumed = _run(out)
     assert resumed.returncode == 0, resumed.stderr
-    assert "Reused from an earlier run: train" in resumed.stdout
+    assert "Reused from an earlier run: train, quantize, export" in resumed.stdout
     run_dir = out / NAME
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["reused_stages"] == ["train"]
+    assert manifest["reused_stages"] == ["train", "quantize", "export"]
     assert (run_dir / "train" / "model_state_dict.pt").read_bytes() == state
+    assert (run_dir / "export" / "model_int8.tflite").read_bytes() == int8
     assert not kept.exists() and (run_dir / "report.md").is_file()
 
     noop, t_noop = _run(out)
     assert noop.returncode == 0 and "is up to date" in noop.stdout, noop.stderr
     assert (run_dir / "manifest.json").read_text() == json.dumps(manifest, indent=2) + "\n"
 
-    # a changed validation setting (the config validates 64 samples): TRAIN reused, the
-    # later stages run again
-    changed, _ = _run(out, "--set", "validation.max_samples=48")
-    assert changed.returncode == 0 and "Reused from an earlier run: train" in changed.stdout
-    assert json.loads((run_dir / "boards" / "stm32f746g-disco" / "report.json").read_text())[
-        "accuracy"]["n_samples"] == 48
+    report = run_dir / "boards" / "stm32f746g-disco" / "report.json"
+
+    def reused(proc) -> list[str]:
+        assert proc.returncode == 0, proc.stderr
+        return json.loads((run_dir / "manifest.json").read_text())["reused_stages"]
+
+    # the config validates 64 samples: VALIDATE and REPORT run again
+    assert reused(_run(out, "--set", "validation.max_samples=48")[0]) == [
+        "train", "quantize", "export"]
+    before = json.loads(report.read_text())
+    assert before["accuracy"]["n_samples"] == 48
+    # a report-only limit: only REPORT runs, and the report differs only where it says so
+    assert reused(_run(out, "--set", "validation.max_samples=48",
+                       "--set", "validation.min_top1=0.25")[0]) == [
+        "train", "quantize", "export", "validate"]
+    after = json.loads(report.read_text())
+    assert (before["accuracy"]["min_top1"], after["accuracy"]["min_top1"]) == (0.0, 0.25)
+    for r in (before, after):
+        r["accuracy"].pop("min_top1")
+        r["provenance"].pop("command"), r["provenance"].pop("stage_seconds")
+        r["provenance"].pop("reused_stages")
+        for c in r["checks"]:
+            c["detail"] = c["detail"].replace(", floor 25.00 %", "")
+    assert _without_wall_times(after) == _without_wall_times(before)
+    # another quantization: TRAIN reused, QUANTIZE onward run again
+    assert reused(_run(out, "--set", "quantize.per_channel=false")[0]) == ["train"]
     print(f"\nresume timings: run until SIGTERM in VALIDATE {t_interrupted:.1f} s, resumed "
           f"{t_resumed:.1f} s, no-op {t_noop:.1f} s")
 
 
-def test_a_tampered_train_stage_is_not_reused(tmp_path, monkeypatch):
-    from tinyshare.pipeline import resume
-
-    train = tmp_path / "run" / "train"
-    train.mkdir(parents=True)
-    (train / "model_state_dict.pt").write_bytes(b"weights")
-    from tinyshare.artifacts import write_manifest
-
-    write_manifest(train, stage="train", inputs={"key": "k1"}, seconds=0.0, seed=0)
-    assert resume.reusable_train(tmp_path / "run", "k1") == train
-    assert resume.reusable_train(tmp_path / "run", "k2") is None  # other inputs
-    (train / "model_state_dict.pt").write_bytes(b"weightz")  # same size, other bytes
-    assert resume.reusable_train(tmp_path / "run", "k1") is None
+def _without_wall_times(obj):
+    """``obj`` without host wall-clock figures (they differ between any two runs)."""
+    if isinstance(obj, dict):
+        return {k: _without_wall_times(v) for k, v in obj.items()
+                if "wall" not in k and k != "seconds"}
+    if isinstance(obj, list):
+        return [_without_wall_times(v) for v in obj]
+    return obj

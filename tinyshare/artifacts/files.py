@@ -142,6 +142,21 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_npz(path: str | Path, **arrays) -> Path:
+    """``numpy.savez`` of ``arrays`` through ``atomic_write_bytes`` (no half-written .npz).
+
+    Raises:
+        OSError: as ``atomic_write_bytes``.
+    """
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def package_version(name: str) -> str:
     """The installed version of distribution ``name``, or ``"not installed"``."""
     from importlib.metadata import PackageNotFoundError, version

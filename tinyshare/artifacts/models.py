@@ -69,17 +69,21 @@ class QuantizedModel:
 
     Attributes:
         graph: the PT2E-converted ``torch.fx.GraphModule`` (Q/DQ nodes, weights kept
-            as float parameters with their quantize ops, ``fold_quantize=False``).
-        quantizer: the quantizer that annotated it (the TFLite converter needs it).
-        example_input: (1, C, H, W) float32 tensor the graph was exported with.
+            as float parameters with their quantize ops, ``fold_quantize=False``); None
+            when the model was loaded back from a run folder's ``quantize/`` stage
+            (``tinyshare.pipeline.reload``): only the exporters and ``run`` need it.
+        quantizer: the quantizer that annotated it (the TFLite converter needs it); None
+            with ``graph``.
+        example_input: (1, C, H, W) float32 tensor the graph was exported with; None
+            with ``graph``.
         weights: every quantized weight, one entry per unique parameter.
         input_scale / input_zero_point / output_scale / output_zero_point: the graph's
             int8 I/O quantization.
     """
 
-    graph: torch.fx.GraphModule
-    quantizer: torchao.quantization.pt2e.quantizer.Quantizer
-    example_input: torch.Tensor
+    graph: torch.fx.GraphModule | None
+    quantizer: torchao.quantization.pt2e.quantizer.Quantizer | None
+    example_input: torch.Tensor | None
     weights: tuple[QuantizedWeight, ...]
     input_scale: float
     input_zero_point: int
@@ -93,8 +97,15 @@ class QuantizedModel:
 
         Returns:
             (N, K) float32 outputs, dequantized.
+
+        Raises:
+            ValueError: the model was loaded back without its graph.
         """
         import torch
+
+        if self.graph is None:
+            raise ValueError("this QuantizedModel was loaded from a run folder without its "
+                             "PT2E graph; run the quantize stage again to execute it")
 
         with torch.no_grad():
             outs = [self.graph(torch.from_numpy(x[i : i + 1])).numpy() for i in range(len(x))]

@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from tinyshare.targets.codegen import CortexMFigures, GeneratedModel
     from tinyshare.targets.runtimes.base import RuntimeOutputs
 
-__all__ = ["CodegenCheck", "codegen_boards", "require_codegen_tools", "run_codegen_checks"]
+__all__ = ["CodegenCheck", "codegen_boards", "codegen_tools_on_path", "require_codegen_tools",
+           "run_codegen_checks"]
 
 TOOLS = (("arm-none-eabi-gcc", "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi"),
          ("qemu-system-arm", "apt-get install -y qemu-system-arm"))
@@ -89,6 +90,12 @@ def _supported(board: BoardProfile) -> bool:
 def codegen_boards(boards) -> list:
     """The bare-metal boards whose core and qemu machine the code generator supports."""
     return [b for b in boards if b.os == "baremetal" and _supported(b)]
+
+
+def codegen_tools_on_path() -> dict[str, bool]:
+    """Tool name → whether it is on PATH, for the tools the C check needs (with
+    ``validation.codegen = "auto"`` they decide whether it runs)."""
+    return {tool: shutil.which(tool) is not None for tool, _ in TOOLS}
 
 
 def _missing_tool() -> tuple[str, str] | None:

@@ -1,18 +1,26 @@
 """Resuming a run: what a new run of the same config may take from an earlier one.
 
-Two things are reused, each only after its files are re-hashed against their manifest:
+Every stage records a key in its manifest: a hash of its inputs. TRAIN's key covers the
+data (by content), model, training, clustering and seed; QUANTIZE's is TRAIN's key plus the
+quantize settings; EXPORT's is QUANTIZE's; VALIDATE's is EXPORT's plus the boards and the
+validation settings that change what runs (not the report-only limits
+``max_accuracy_drop_points`` and ``min_top1``) and whether the C check's tools are on PATH.
+Each key also covers the package versions and tinyshare's own source.
 
-* **the whole run**, when ``runs/<name>/manifest.json`` records the same run key: the same
-  config, boards, last stage, package versions and tinyshare source. The run is then a
-  no-op (``up_to_date``);
-* **the TRAIN stage** (the expensive one), when an earlier run's ``train/manifest.json``
-  records the same train key: the same data (by content), model, training, clustering,
-  seed, package versions and tinyshare source. It is taken from the finished run
-  ``runs/<name>/`` or from the completed stages an interrupted run left in
-  ``runs/.<name>.incomplete/``; the state_dicts load with ``torch.load(weights_only=True)``.
+A new run of a config reuses, each only after its files are re-hashed against their
+manifest:
 
-Every later stage (QUANTIZE, EXPORT, VALIDATE, REPORT) runs again: their in-memory results
-(the PT2E graphs, the runtime outputs) are not stored in a form that is safe to load back.
+* **the whole run**, when ``runs/<name>/manifest.json`` records the same run key (config,
+  boards, last stage, versions, source, C tools): the run is a no-op (``up_to_date``);
+* **each stage from TRAIN on whose key matches**, in order, from the completed stages an
+  interrupted run left in ``runs/.<name>.incomplete/`` or from the finished ``runs/<name>/``.
+  The first stage whose key differs, and every stage after it, run again. DATA and REPORT
+  always run (well under a second and a few seconds). QUANTIZE is reused only together with
+  EXPORT: its PT2E graph, which only the exporters read, is not stored.
+
+So a changed ``validation.max_samples`` re-runs VALIDATE and REPORT; a changed
+``quantize.per_channel`` re-runs QUANTIZE onward; a changed ``validation.min_top1`` re-runs
+only REPORT. The stage folders are loaded back by ``tinyshare.pipeline.reload``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,12 +37,16 @@ from tinyshare.artifacts import package_versions, sha256_file
 if TYPE_CHECKING:
     from tinyshare.config import RunConfig
     from tinyshare.data import DataSplits
-    from tinyshare.pipeline.steps import TrainedModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["incomplete_dir", "load_trained", "reusable_train", "run_key", "train_key",
-           "up_to_date", "verify_stage"]
+__all__ = ["REUSABLE_STAGES", "incomplete_dir", "reusable_stage", "reuse_plan", "run_key",
+           "stage_keys", "up_to_date", "verify_stage"]
+
+# the stages a run can take from an earlier one, in pipeline order
+REUSABLE_STAGES = ("train", "quantize", "export", "validate")
+# validation settings that only the REPORT stage reads
+_REPORT_ONLY = {"max_accuracy_drop_points", "min_top1"}
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -66,20 +77,33 @@ def data_digest(splits: DataSplits) -> str:
     return h.hexdigest()
 
 
-def train_key(cfg: RunConfig, splits: DataSplits) -> str:
-    """The TRAIN stage's inputs as one hash: data content, model, train, cluster, seed,
-    package versions and tinyshare's source."""
-    return _digest({"stage": "train", "data": data_digest(splits), "model": cfg.model.model_dump(),
-                    "train": cfg.train.model_dump(),
-                    "cluster": cfg.cluster.model_dump() if cfg.cluster else None,
-                    "seed": cfg.seed, "versions": package_versions(), "code": code_digest()})
+def _tools() -> dict[str, bool]:
+    from tinyshare.pipeline.codegen_check import codegen_tools_on_path
+
+    return codegen_tools_on_path()
+
+
+def stage_keys(cfg: RunConfig, splits: DataSplits, boards: list[str]) -> dict[str, str]:
+    """Stage name → the hash of its inputs, for each of ``REUSABLE_STAGES`` (each key
+    includes the one before it)."""
+    train = _digest({"stage": "train", "data": data_digest(splits),
+                     "model": cfg.model.model_dump(), "train": cfg.train.model_dump(),
+                     "cluster": cfg.cluster.model_dump() if cfg.cluster else None,
+                     "seed": cfg.seed, "versions": package_versions(), "code": code_digest()})
+    quantize = _digest({"stage": "quantize", "train": train,
+                        "quantize": cfg.quantize.model_dump()})
+    export = _digest({"stage": "export", "quantize": quantize})
+    validation = cfg.validation.model_dump(exclude=_REPORT_ONLY)
+    validate = _digest({"stage": "validate", "export": export, "boards": boards,
+                        "validation": validation, "tools": _tools()})
+    return {"train": train, "quantize": quantize, "export": export, "validate": validate}
 
 
 def run_key(cfg: RunConfig, until: str, boards: list[str]) -> str:
-    """The whole run's inputs as one hash: the config, boards, last stage, package versions
-    and tinyshare's source."""
+    """The whole run's inputs as one hash: the config, boards, last stage, package versions,
+    tinyshare's source and whether the C check's tools are on PATH."""
     return _digest({"config": cfg.to_dict(), "boards": boards, "until": until,
-                    "versions": package_versions(), "code": code_digest()})
+                    "versions": package_versions(), "code": code_digest(), "tools": _tools()})
 
 
 def verify_stage(stage_dir: Path) -> bool:
@@ -103,20 +127,37 @@ def incomplete_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.incomplete"
 
 
-def reusable_train(final: Path, key: str) -> Path | None:
-    """An earlier ``train/`` folder with the same train key and intact files, or None.
+def reusable_stage(final: Path, stage: str, key: str) -> Path | None:
+    """An earlier ``<stage>/`` folder with the same key and intact files, or None.
 
     Looks in the interrupted run's folder first, then in the finished run.
     """
     for root in (incomplete_dir(final), final):
-        d = root / "train"
+        d = root / stage
         try:
             inputs = json.loads((d / "manifest.json").read_text()).get("inputs", {})
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             continue
         if inputs.get("key") == key and verify_stage(d):
             return d
     return None
+
+
+def reuse_plan(final: Path, keys: dict[str, str], stages: list[str]) -> dict[str, Path]:
+    """Stage name → the earlier folder to take it from, for the leading run of ``stages``
+    (in ``REUSABLE_STAGES`` order) that an earlier run completed with the same keys.
+
+    QUANTIZE is dropped when EXPORT must run, as the exporters need its PT2E graph.
+    """
+    plan: dict[str, Path] = {}
+    for stage in (s for s in REUSABLE_STAGES if s in stages):
+        src = reusable_stage(final, stage, keys[stage])
+        if src is None:
+            break
+        plan[stage] = src
+    if "quantize" in plan and "export" in stages and "export" not in plan:
+        del plan["quantize"]
+    return plan
 
 
 def up_to_date(final: Path, key: str) -> bool:
@@ -133,49 +174,3 @@ def up_to_date(final: Path, key: str) -> bool:
         if not p.is_file() or sha256_file(p) != sha:
             return False
     return True
-
-
-def load_trained(cfg: RunConfig, splits: DataSplits, src: Path, out: Path) -> TrainedModel:
-    """Copy the reusable ``src`` train folder to ``out`` and rebuild its ``TrainedModel``.
-
-    Raises:
-        ModelFileError: a state_dict does not load into the configured model.
-    """
-    import torch
-
-    from tinyshare.errors import ModelFileError
-    from tinyshare.models.sharing import sharing_groups, unique_parameters, unshared_twin
-    from tinyshare.models.zoo import build_model
-    from tinyshare.pipeline.clustering import ClusterSummary
-    from tinyshare.pipeline.steps import TrainedModel
-    from tinyshare.pipeline.train import TrainResult
-
-    shutil.copytree(src, out)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.name, input_shape=splits.input_shape,
-                        num_classes=splits.num_classes, width=cfg.model.width)
-    twin = unshared_twin(model)
-    for m, name in ((model, "model_state_dict.pt"), (twin, "twin_state_dict.pt")):
-        try:
-            m.load_state_dict(torch.load(out / name, weights_only=True))
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise ModelFileError(f"{out / name}: does not load into {cfg.model.name}: "
-                                 f"{str(exc).splitlines()[0]}") from None
-        m.eval()
-    meta = json.loads((out / "metrics.json").read_text())
-    metrics, twin_metrics = (TrainResult(**meta["metrics"]), TrainResult(**meta["twin_metrics"]))
-
-    def summary(d: dict | None, after: TrainResult) -> ClusterSummary | None:
-        if d is None:
-            return None
-        return ClusterSummary(k=d["k"], per_channel=d["per_channel"], tensors=tuple(d["tensors"]),
-                              skipped=tuple(d["skipped"]),
-                              test_accuracy_before=d["test_accuracy_before"],
-                              test_accuracy_kmeans=d["test_accuracy_kmeans"], after=after)
-
-    return TrainedModel(
-        model=model, twin=twin, metrics=metrics, twin_metrics=twin_metrics,
-        unique_params=unique_parameters(model), twin_params=unique_parameters(twin),
-        sharing_groups=tuple(sharing_groups(model)), state_dict_path=out / "model_state_dict.pt",
-        cluster=summary(meta["cluster"], metrics),
-        twin_cluster=summary(meta["twin_cluster"], twin_metrics))

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tinyshare.artifacts import atomic_write_json, package_versions, sha256_file
+from tinyshare.artifacts import (
+    atomic_write_json,
+    atomic_write_npz,
+    package_versions,
+    sha256_file,
+)
 from tinyshare.config import RunConfig
 from tinyshare.pipeline.train import Progress
 
@@ -170,8 +175,9 @@ def run(
         progress: ``progress(task, done, total)`` callback for long work.
         command: the command line, recorded in the manifest and the reports.
         resume: reuse what an earlier run of the same inputs left (``pipeline.resume``):
-            nothing runs when ``runs/<name>/`` already holds this run intact, and TRAIN is
-            taken from an earlier run (finished or interrupted) with the same train inputs.
+            nothing runs when ``runs/<name>/`` already holds this run intact, and each stage
+            from TRAIN to VALIDATE whose inputs (by content hash) are unchanged is taken from
+            an earlier run, finished or interrupted, up to the first one that changed.
 
     Returns:
         The ``RunResult``; files lie under ``cfg.run_dir``.
@@ -242,7 +248,7 @@ def _run_locked(cfg, until, progress, command, resume, boards, splits, final) ->
 def _run_stages(cfg, boards, splits, root: Path, until, progress, command,
                 resume_from: Path | None, key: str) -> dict:
     from tinyshare.artifacts import write_manifest
-    from tinyshare.pipeline import resume, steps
+    from tinyshare.pipeline import reload, resume, steps
 
     seconds: dict[str, float] = {}
 
@@ -254,13 +260,11 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command,
         return out
 
     def data_stage():
-        import numpy as np
-
         t0 = time.perf_counter()
         d = root / "data"
         d.mkdir()
-        np.savez(d / "test.npz", x=splits.x_test, y=splits.y_test)
-        np.savez(d / "calib.npz", x=splits.x_calib)
+        atomic_write_npz(d / "test.npz", x=splits.x_test, y=splits.y_test)
+        atomic_write_npz(d / "calib.npz", x=splits.x_calib)
         write_manifest(d, stage="data", inputs={"data": cfg.data.model_dump(),
                        "source": splits.source, "sizes": splits.sizes()},
                        seconds=time.perf_counter() - t0, seed=cfg.seed)
@@ -268,36 +272,46 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command,
     verdicts: dict[str, str] = {}
     trained = quantized = exported = validation = None
     timed(Stage.DATA, data_stage)
-    reused: list[str] = []
+    keys = resume.stage_keys(cfg, splits, [b.name for b in boards])
+    wanted = [st.name.lower() for st in Stage if Stage.TRAIN <= st <= min(until, Stage.VALIDATE)]
+    plan = resume.reuse_plan(resume_from, keys, wanted) if resume_from else {}
+    reused = list(plan)
+    if plan:
+        log.info("reusing %s from an earlier run (same inputs, versions and code)",
+                 ", ".join(plan))
+
+    def step(stage: Stage, load, make):
+        """Run ``make`` for ``stage``, or ``load`` it when the plan reuses it."""
+        return timed(stage, load if stage.name.lower() in plan else make)
+
     if until >= Stage.TRAIN:
-        train_key = resume.train_key(cfg, splits)
-        src = resume.reusable_train(resume_from, train_key) if resume_from else None
-        if src is not None:
-            log.info("train: reusing %s (same data, model, training, seed, versions, code)", src)
-            trained = timed(Stage.TRAIN, lambda: resume.load_trained(cfg, splits, src,
-                                                                     root / "train"))
-            reused.append("train")
-        else:
-            trained = timed(Stage.TRAIN, lambda: steps.train_stage(
-                cfg, splits, root / "train", progress, key=train_key))
+        trained = step(
+            Stage.TRAIN, lambda: reload.load_trained(cfg, splits, plan["train"], root / "train"),
+            lambda: steps.train_stage(cfg, splits, root / "train", progress, key=keys["train"]))
     if until >= Stage.QUANTIZE:
-        quantized = timed(Stage.QUANTIZE, lambda: steps.quantize_stage(
-            cfg, trained, splits, root / "quantize", progress))
+        quantized = step(
+            Stage.QUANTIZE, lambda: reload.load_quantized(plan["quantize"], root / "quantize"),
+            lambda: steps.quantize_stage(cfg, trained, splits, root / "quantize", progress,
+                                         key=keys["quantize"]))
     if until >= Stage.EXPORT:
-        exported = timed(Stage.EXPORT, lambda: steps.export_stage(
-            cfg, trained, quantized, root / "export", progress))
+        exported = step(
+            Stage.EXPORT, lambda: reload.load_exported(plan["export"], root / "export", cfg.name),
+            lambda: steps.export_stage(cfg, trained, quantized, root / "export", progress,
+                                       key=keys["export"]))
     if until >= Stage.VALIDATE:
         from tinyshare.pipeline.validate import validate_stage
 
-        validation = timed(Stage.VALIDATE, lambda: validate_stage(
-            cfg, trained, exported, quantized, splits, root / "validate", progress,
-            boards=tuple(boards)))
+        validation = step(
+            Stage.VALIDATE,
+            lambda: reload.load_validation(plan["validate"], root / "validate", cfg.name),
+            lambda: validate_stage(cfg, trained, exported, quantized, splits, root / "validate",
+                                   progress, boards=tuple(boards), key=keys["validate"]))
     if until >= Stage.REPORT:
         from tinyshare.pipeline.report import report_stage
 
         reports = timed(Stage.REPORT, lambda: report_stage(
             cfg, boards, splits, trained, quantized, exported, validation, root,
-            command=command, stage_seconds=seconds))
+            command=command, stage_seconds=seconds, reused=tuple(reused)))
         verdicts = {b: r.verdict for b, r in reports.items()}
     _write_run_manifest(cfg, root, until, seconds, command, key, reused)
     return {"seconds": seconds, "boards": list(verdicts), "verdicts": verdicts,

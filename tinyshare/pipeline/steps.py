@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinyshare.artifacts import atomic_write_bytes, atomic_write_json, write_manifest
+from tinyshare.artifacts import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    write_manifest,
+)
 from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.clustering import ClusterSummary, cluster_and_finetune
@@ -58,16 +63,35 @@ class TrainedModel:
 
 @dataclass(frozen=True)
 class QuantizedPair:
-    """The int8 shared model and the int8 twin, with host PyTorch int8 accuracy."""
+    """The int8 shared model and the int8 twin, with host PyTorch int8 accuracy.
+
+    ``int8_test_outputs``: (N_test, K) float32, the shared int8 PyTorch model's dequantized
+    outputs on the whole test split (saved as ``quantize/int8_test_outputs.npy``). ``twin``
+    is None when the pair was loaded back from a run folder (``pipeline.reload``): only the
+    exporters read it.
+    """
 
     shared: QuantizedModel
-    twin: QuantizedModel
+    twin: QuantizedModel | None
     int8_test_accuracy: float
+    int8_test_outputs: np.ndarray
     method: str = "ptq"
     ptq_test_accuracy: float | None = None  # with QAT: PTQ of the same float model
     # with QAT: the float model fine-tuned for as long as QAT, without fake quant, then
     # PTQ: separates what quantization-aware training buys from what more training buys
     control_test_accuracy: float | None = None
+
+
+# ExportedModels field → file in the export stage folder
+EXPORT_FILES = {
+    "tflite_int8": "model_int8.tflite",
+    "onnx_int8": "model_int8.onnx",
+    "tflite_float": "model_float.tflite",
+    "onnx_float": "model_float.onnx",
+    "twin_tflite_int8": "twin/model_int8.tflite",
+    "twin_onnx_int8": "twin/model_int8.onnx",
+    "tflite_int8_stripped": "model_int8_nonames.tflite",
+}
 
 
 @dataclass(frozen=True)
@@ -94,7 +118,7 @@ def train_stage(
     key: str = "",
 ) -> TrainedModel:
     """Build the configured zoo model, train it (and its twin), cluster both when
-    ``[cluster]`` is set, and save the state_dicts. ``key`` (``resume.train_key``) goes into
+    ``[cluster]`` is set, and save the state_dicts. ``key`` (``resume.stage_keys``) goes into
     the manifest's inputs, so a later run with the same inputs can reuse the stage."""
     import torch
 
@@ -147,22 +171,27 @@ def train_stage(
 
 def quantize_stage(
     cfg: RunConfig, trained: TrainedModel, splits: DataSplits, out: Path,
-    progress: Progress | None = None,
+    progress: Progress | None = None, key: str = "",
 ) -> QuantizedPair:
     """int8 quantization (PTQ, or QAT then convert: ``quantize.method``) of the shared model
-    and of its twin, with the same calibration split or fine-tuning schedule."""
+    and of its twin, with the same calibration split or fine-tuning schedule. ``key``
+    (``resume.stage_keys``) goes into the manifest's inputs."""
     t0 = time.perf_counter()
     shared = quantize_one(cfg, trained.model, splits, False, progress)
     twin = quantize_one(cfg, trained.twin, splits, True, progress)
-    acc = top1(shared.run(splits.x_test), splits.y_test)
+    outputs = shared.run(splits.x_test)
+    acc = top1(outputs, splits.y_test)
     ptq_acc = control_acc = None
     if cfg.quantize.method == "qat":
         ptq_acc, control_acc = qat_baselines(cfg, trained.model, splits, progress)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "weights_int8.npz", **{
+    atomic_write_npz(out / "weights_int8.npz", **{
         f"{w.name}.{part}": getattr(w, part)
         for w in shared.weights for part in ("values", "scales", "zero_points")
     })
+    buf = io.BytesIO()
+    np.save(buf, outputs)
+    atomic_write_bytes(out / "int8_test_outputs.npy", buf.getvalue())
     atomic_write_json(out / "quantization.json", {
         "method": cfg.quantize.method,
         "qat": cfg.quantize.qat.model_dump() if cfg.quantize.method == "qat" else None,
@@ -180,21 +209,24 @@ def quantize_stage(
                      "scales": len(w.scales), "call_sites": w.call_sites}
                     for w in shared.weights],
     })
-    write_manifest(out, stage="quantize", inputs={"quantize": cfg.quantize.model_dump(),
+    write_manifest(out, stage="quantize", inputs={"key": key,
+                   "quantize": cfg.quantize.model_dump(),
                    "calib_samples": int(len(splits.x_calib))},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
     return QuantizedPair(shared=shared, twin=twin, int8_test_accuracy=acc,
+                         int8_test_outputs=outputs,
                          method=cfg.quantize.method, ptq_test_accuracy=ptq_acc,
                          control_test_accuracy=control_acc)
 
 
 def export_stage(
     cfg: RunConfig, trained: TrainedModel, quantized: QuantizedPair, out: Path,
-    progress: Progress | None = None,
+    progress: Progress | None = None, key: str = "",
 ) -> ExportedModels:
     """Write the four model files, the twin's int8 files for the sharing report, the int8
     .tflite without tensor names for boards that ask for it (``strip_tensor_names``) and,
-    with ``[cluster]``, TFLM LUT-compressed copies of both int8 .tflite files."""
+    with ``[cluster]``, TFLM LUT-compressed copies of both int8 .tflite files. ``key``
+    (``resume.stage_keys``) goes into the manifest's inputs."""
     from tinyshare.export.onnx import export_onnx_float, export_onnx_int8
     from tinyshare.export.strip import strip_tensor_names
     from tinyshare.export.tflite import export_tflite_float, export_tflite_int8
@@ -202,27 +234,22 @@ def export_stage(
     t0 = time.perf_counter()
     example = quantized.shared.example_input
     float_model = deploy_copy(trained.model)
-    jobs = [
-        ("tflite_int8", lambda p: export_tflite_int8(quantized.shared, p), "model_int8.tflite"),
-        ("onnx_int8", lambda p: export_onnx_int8(quantized.shared, p), "model_int8.onnx"),
-        ("tflite_float", lambda p: export_tflite_float(float_model, example, p),
-         "model_float.tflite"),
-        ("onnx_float", lambda p: export_onnx_float(float_model, example, p),
-         "model_float.onnx"),
-        ("twin_tflite_int8", lambda p: export_tflite_int8(quantized.twin, p),
-         "twin/model_int8.tflite"),
-        ("twin_onnx_int8", lambda p: export_onnx_int8(quantized.twin, p), "twin/model_int8.onnx"),
-        ("tflite_int8_stripped",
-         lambda p: strip_tensor_names(paths["tflite_int8"], p).path,
-         "model_int8_nonames.tflite"),
-    ]
+    jobs = {
+        "tflite_int8": lambda p: export_tflite_int8(quantized.shared, p),
+        "onnx_int8": lambda p: export_onnx_int8(quantized.shared, p),
+        "tflite_float": lambda p: export_tflite_float(float_model, example, p),
+        "onnx_float": lambda p: export_onnx_float(float_model, example, p),
+        "twin_tflite_int8": lambda p: export_tflite_int8(quantized.twin, p),
+        "twin_onnx_int8": lambda p: export_onnx_int8(quantized.twin, p),
+        "tflite_int8_stripped": lambda p: strip_tensor_names(paths["tflite_int8"], p).path,
+    }
     paths = {}
     total = len(jobs) + (cfg.cluster is not None)
-    for i, (key, fn, rel) in enumerate(jobs):
-        paths[key] = fn(out / rel)
+    for i, (name, fn) in enumerate(jobs.items()):
+        paths[name] = fn(out / EXPORT_FILES[name])
         if progress:
             progress("export", i + 1, total)
-    formats = [j[2] for j in jobs]
+    formats = list(EXPORT_FILES.values())
     lut = None
     if cfg.cluster is not None:
         from tinyshare.export.lut import write_lut_copies
@@ -234,6 +261,6 @@ def export_stage(
         formats += [c.path.name for c in (lut.named, lut.stripped) if c is not None]
         if progress:
             progress("export", total, total)
-    write_manifest(out, stage="export", inputs={"formats": formats},
+    write_manifest(out, stage="export", inputs={"key": key, "formats": formats},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
     return ExportedModels(**paths, lut=lut)

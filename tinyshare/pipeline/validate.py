@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 
-from tinyshare.artifacts import atomic_write_json, write_manifest
+from tinyshare.artifacts import atomic_write_json, atomic_write_npz, write_manifest
 from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
 from tinyshare.pipeline.codegen_check import run_codegen_checks
@@ -125,11 +124,13 @@ class ValidationResult:
 def validate_stage(
     cfg: RunConfig, trained: TrainedModel, exported: ExportedModels, quantized: QuantizedPair,
     splits: DataSplits, out: Path, progress: Progress | None = None, boards: tuple = (),
+    key: str = "",
 ) -> ValidationResult:
     """Run int8 (and float) files on LiteRT, onnxruntime (both levels) and TFLM, Vela for
     each board with an Ethos-U NPU, and, with ``validation.emulate``, each Linux board's
     runtimes under emulation (``boards``), and the generated C of each supported bare-metal
-    board under qemu-system-arm (``validation.codegen``)."""
+    board under qemu-system-arm (``validation.codegen``). ``key`` (``resume.stage_keys``) goes
+    into the manifest's inputs."""
     from tinyshare.targets.agreement import compare
     from tinyshare.targets.runtimes.litert import run_litert
     from tinyshare.targets.runtimes.onnxruntime import (
@@ -198,7 +199,7 @@ def validate_stage(
     result = ValidationResult(
         reference=REFERENCE_RUNTIME, tolerance_lsb=tol, n_samples=int(n), checks=checks,
         float_pytorch_accuracy=top1(predict(trained.model, x), y),
-        int8_pytorch_accuracy=top1(quantized.shared.run(x), y),
+        int8_pytorch_accuracy=top1(quantized.int8_test_outputs[:n], y),
         twin_float_pytorch_accuracy=top1(predict(trained.twin, x), y),
         twin_int8_accuracy=top1(run_litert(exported.twin_tflite_int8, nchw_to_nhwc(x)).dequantized, y),
         float_accuracy=float_acc, onnx_level_finding=finding, arena=arena,
@@ -206,9 +207,10 @@ def validate_stage(
         vela=vela, codebook=_codebook(trained, quantized), lut=lut, codegen=codegen,
     )
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "outputs_int8.npz", **{k: v[2].raw for k, v in runs.items()})
+    atomic_write_npz(out / "outputs_int8.npz", **{k: v[2].raw for k, v in runs.items()})
     atomic_write_json(out / "validation.json", result)
-    write_manifest(out, stage="validate", inputs={"n_samples": int(n), "tolerance_lsb": tol},
+    write_manifest(out, stage="validate", inputs={"key": key, "n_samples": int(n),
+                                                       "tolerance_lsb": tol},
                    seconds=time.perf_counter() - t0, seed=cfg.seed)
     return result
 

@@ -100,8 +100,11 @@ def _flashed_tflite(board, report: dict) -> str:
 
 
 def report_stage(cfg, boards, splits, trained, quantized, exported, validation, root: Path,
-                 *, command: str, stage_seconds: dict) -> dict[str, BoardReport]:
-    """Write every board's report and the summary; returns ``{board: BoardReport}``."""
+                 *, command: str, stage_seconds: dict,
+                 reused: tuple[str, ...] = ()) -> dict[str, BoardReport]:
+    """Write every board's report and the summary; returns ``{board: BoardReport}``.
+    ``reused``: the stages taken from an earlier run (their ``stage_seconds`` is the
+    time to load them back, not to make them)."""
     from tinyshare.export.inspect import inspect_model
     from tinyshare.models.zoo import reference_size
     from tinyshare.pipeline.report.runtime_code import runtime_code_for
@@ -153,6 +156,7 @@ def report_stage(cfg, boards, splits, trained, quantized, exported, validation, 
                    else "")
                 + "; no time in it is a device latency"),
             "stage_seconds": dict(stage_seconds),
+            "reused_stages": list(reused),
         },
         per_layer=_per_layer(infos),
         arena_estimate=estimate_tflm_arena(infos["tflite_int8"]),

@@ -170,6 +170,9 @@ def board_markdown(r: dict) -> str:
         "",
         f"- Command: `{r['provenance']['command']}`; seed {r['provenance']['seed']}.",
         f"- {r['provenance']['execution']}.",
+        *([f"- Reused from an earlier run with the same inputs (files checked against their "
+           f"manifests): {', '.join(r['provenance']['reused_stages'])}."]
+          if r["provenance"].get("reused_stages") else []),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in r["provenance"]["versions"].items()),
         "- Sources for the board's figures: " + ", ".join(b["sources"]),
         "",

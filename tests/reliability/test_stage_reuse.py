@@ -1,0 +1,183 @@
+"""Stage-level resume: stage keys, the reuse plan, and loading each stage back from a run
+folder (``tinyshare.pipeline.resume``, ``tinyshare.pipeline.reload``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs():
+    from tinyshare.config import load_config
+    from tinyshare.data import load_splits
+
+    cfg = load_config(ROOT / "configs" / "digits_tiny.toml")
+    return cfg, load_splits(cfg.data, cfg.seed)
+
+
+def _keys(cfg, splits, *overrides: str, boards=("stm32f746g-disco",)):
+    from tinyshare.config import load_config
+    from tinyshare.pipeline.resume import stage_keys
+
+    if overrides:
+        cfg = load_config(ROOT / "configs" / "digits_tiny.toml", list(overrides))
+    return stage_keys(cfg, splits, list(boards))
+
+
+@pytest.mark.parametrize("override, first_changed", [
+    ("validation.min_top1=0.5", None),  # report-only: every stage reused
+    ("validation.max_accuracy_drop_points=3.0", None),
+    ("validation.max_samples=48", "validate"),
+    ("validation.tolerance_lsb=2", "validate"),
+    ("quantize.per_channel=false", "quantize"),
+    ("train.epochs=4", "train"),
+    ("seed=1", "train"),
+    ("data.calib_samples=16", "train"),  # the calibration split is part of the data
+])
+def test_a_changed_setting_changes_exactly_the_keys_of_the_stages_it_affects(
+        tiny_inputs, override, first_changed):
+    from tinyshare.data import load_splits
+    from tinyshare.pipeline.resume import REUSABLE_STAGES
+
+    cfg, splits = tiny_inputs
+    base = _keys(cfg, splits)
+    if override.startswith(("data.", "seed")):
+        from tinyshare.config import load_config
+
+        changed_cfg = load_config(ROOT / "configs" / "digits_tiny.toml", [override])
+        splits = load_splits(changed_cfg.data, changed_cfg.seed)
+    changed = _keys(cfg, splits, override)
+    same = [s for s in REUSABLE_STAGES if base[s] == changed[s]]
+    expected = list(REUSABLE_STAGES[:REUSABLE_STAGES.index(first_changed)]
+                    if first_changed else REUSABLE_STAGES)
+    assert same == expected
+
+
+def test_another_board_list_changes_only_the_validate_key(tiny_inputs):
+    cfg, splits = tiny_inputs
+    a = _keys(cfg, splits)
+    b = _keys(cfg, splits, boards=("stm32f746g-disco", "rpi4b"))
+    assert [s for s in a if a[s] != b[s]] == ["validate"]
+
+
+def test_the_c_tools_on_path_are_part_of_the_validate_key(tiny_inputs, monkeypatch):
+    from tinyshare.pipeline import codegen_check
+
+    cfg, splits = tiny_inputs
+    with_tools = _keys(cfg, splits)
+    monkeypatch.setattr(codegen_check.shutil, "which", lambda tool: None)
+    without = _keys(cfg, splits)
+    assert with_tools["export"] == without["export"]
+    assert with_tools["validate"] != without["validate"]
+
+
+def _stage(root: Path, name: str, key: str, payload: bytes = b"x") -> Path:
+    from tinyshare.artifacts import write_manifest
+
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "file.bin").write_bytes(payload)
+    write_manifest(d, stage=name, inputs={"key": key}, seconds=0.0, seed=0)
+    return d
+
+
+def test_the_reuse_plan_takes_the_leading_stages_with_matching_keys(tmp_path):
+    from tinyshare.pipeline.resume import reuse_plan
+
+    final = tmp_path / "run"
+    keys = {"train": "t", "quantize": "q", "export": "e", "validate": "v"}
+    stages = list(keys)
+    _stage(final, "train", "t")
+    _stage(final, "quantize", "q")
+    # no export folder: QUANTIZE cannot be reused alone (its graph is not stored)
+    assert list(reuse_plan(final, keys, stages)) == ["train"]
+    assert list(reuse_plan(final, keys, ["train", "quantize"])) == ["train", "quantize"]
+    _stage(final, "export", "e")
+    _stage(final, "validate", "other")  # validated with other settings
+    assert list(reuse_plan(final, keys, stages)) == ["train", "quantize", "export"]
+    # a stage after one that must run is never reused, even with a matching key
+    assert reuse_plan(final, {**keys, "train": "changed"}, stages) == {}
+
+
+def test_the_interrupted_runs_stages_come_first_and_a_tampered_file_is_not_reused(tmp_path):
+    from tinyshare.pipeline.resume import incomplete_dir, reusable_stage
+
+    final = tmp_path / "run"
+    done = _stage(final, "train", "k")
+    kept = _stage(incomplete_dir(final), "train", "k")
+    assert reusable_stage(final, "train", "k") == kept
+    assert reusable_stage(final, "train", "k2") is None  # other inputs
+    (kept / "file.bin").write_bytes(b"y")  # same size, other bytes
+    assert reusable_stage(final, "train", "k") == done
+    (done / "manifest.json").unlink()  # a stage without a manifest never completed
+    assert reusable_stage(final, "train", "k") is None
+
+
+def test_paths_inside_an_earlier_staging_folder_are_moved_to_the_new_one(tmp_path):
+    from tinyshare.pipeline.reload import _reroot
+
+    new = tmp_path / ".m.partial-2"
+    obj = {"a": "/x/runs/.m.partial-17/export/model.tflite",
+           "b": ["runs/.m.partial-17/validate/c/model.c", "--flag"],
+           "c": "/x/runs/.other.partial-17/export/model.tflite",  # another run's folder
+           "d": 3}
+    out = _reroot(obj, "m", new)
+    assert out == {"a": f"{new.absolute()}/export/model.tflite",
+                   "b": [f"{new}/validate/c/model.c", "--flag"],
+                   "c": obj["c"], "d": 3}
+    rel = _reroot({"p": "runs/.m.partial-17/x"}, "m", Path("runs/.m.partial-9"))
+    assert rel == {"p": "runs/.m.partial-9/x"}
+
+
+def test_quantize_stage_loads_back_with_the_same_int8_weights_and_outputs(tiny_run, tmp_path):
+    from tinyshare.pipeline.reload import load_quantized
+
+    q = tiny_run.quantized
+    loaded = load_quantized(tiny_run.run_dir / "quantize", tmp_path / "quantize")
+    assert loaded.shared.graph is None and loaded.twin is None
+    assert [w.name for w in loaded.shared.weights] == [w.name for w in q.shared.weights]
+    for a, b in zip(loaded.shared.weights, q.shared.weights, strict=True):
+        assert a.values.dtype == np.int8 and np.array_equal(a.values, b.values)
+        assert np.array_equal(a.scales, b.scales) and np.array_equal(a.zero_points, b.zero_points)
+        assert (a.axis, a.call_sites) == (b.axis, b.call_sites)
+    assert (loaded.shared.input_scale, loaded.shared.input_zero_point,
+            loaded.shared.output_scale, loaded.shared.output_zero_point) == (
+        q.shared.input_scale, q.shared.input_zero_point, q.shared.output_scale,
+        q.shared.output_zero_point)
+    assert np.array_equal(loaded.int8_test_outputs, q.int8_test_outputs)
+    assert loaded.int8_test_outputs.shape == (len(q.int8_test_outputs), 10)
+    assert loaded.int8_test_accuracy == q.int8_test_accuracy
+    with pytest.raises(ValueError, match="without its PT2E graph"):
+        loaded.shared.run(np.zeros((1, 1, 8, 8), np.float32))
+
+
+def test_validate_stage_loads_back_equal_with_its_paths_in_the_new_run(tiny_run, tmp_path):
+    from tinyshare.artifacts.files import _jsonable
+    from tinyshare.pipeline.reload import load_exported, load_validation
+
+    name = tiny_run.run_dir.name
+    root = tmp_path / f".{name}.partial-1"
+    exported = load_exported(tiny_run.run_dir / "export", root / "export", name)
+    assert exported.lut is None
+    assert exported.tflite_int8.read_bytes() == (
+        tiny_run.run_dir / "export" / "model_int8.tflite").read_bytes()
+    v = load_validation(tiny_run.run_dir / "validate", root / "validate", name)
+    assert v.checks.keys() == tiny_run.validation.checks.keys()
+    assert v.arena == tiny_run.validation.arena
+    assert v.checks["tflm"].agreement == tiny_run.validation.checks["tflm"].agreement
+    as_json = json.dumps(_jsonable(v))
+    old_root = json.dumps(_jsonable(tiny_run.validation))
+    assert as_json.count(".partial-1/") == old_root.count(f".{name}.partial-")
+    for rep in v.vela.values():
+        assert rep.optimized_model_path.is_file()
+        assert rep.optimized_model_path.is_relative_to(root.absolute())
+    for c in v.codegen.values():
+        if c.generated is not None:
+            assert c.generated.model_c.is_file()
+            assert c.generated.model_c.is_relative_to(root.absolute())
