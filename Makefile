@@ -8,7 +8,7 @@ CONFIG ?= configs/digits.toml
 
 TS     := $(VENV)/bin/tinyshare
 
-.PHONY: demo test test-long install clean boards boards-list bench-emulation bench-generated-c arm-tools
+.PHONY: demo test test-long install clean boards boards-list bench bench-pipeline bench-emulation bench-generated-c arm-tools
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -89,8 +89,14 @@ boards: $(STAMP) $(QEMU)
 	$(TS) run $(CONFIG) --set validation.emulate=true \
 		$(foreach b,$(shell $(TS) boards list --names),--board $(b))
 
-bench-emulation: $(STAMP) $(QEMU)
-	$(PY) benchmarks/emulated_validation.py
+# The benchmark suite: shared-layer speed, pipeline time per stage, emulated throughput,
+# footprint per zoo model, generated C against TFLM. Writes benchmarks/results/<date>.{json,md}.
+bench: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)
+	$(PY) benchmarks/bench.py
+
+# digits.toml end to end per stage, emulated throughput per board and runtime, resume.
+bench-pipeline bench-emulation: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)
+	$(PY) benchmarks/pipeline_time.py
 
 # Generated C against TFLM per zoo model and Cortex-M core (flash and RAM ratios, bit-exact).
 bench-generated-c: $(STAMP) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)

@@ -14,13 +14,16 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def write_record(name: str, fields: dict, markdown: Callable[[dict], str]) -> dict:
+def write_record(name: str, fields: dict, markdown: Callable[[dict], str],
+                 stem: str | None = None) -> dict:
     """Write ``benchmarks/results/<name>-<date>.json`` and ``.md``; print the Markdown.
 
     Args:
         name: the benchmark's name (file prefix and ``benchmark`` field).
         fields: its results, merged into the record (e.g. ``{"models": {...}}``).
         markdown: renders the whole record as Markdown.
+        stem: the file name without suffix instead of ``<name>-<date>`` (the suite's
+            ``<date>``).
 
     Returns:
         The record: ``benchmark``, ``date`` (ISO), ``machine``, ``versions`` (installed
@@ -34,8 +37,9 @@ def write_record(name: str, fields: dict, markdown: Callable[[dict], str]) -> di
               "versions": package_versions(), "command": " ".join(["python", *sys.argv]),
               **fields}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}-{record['date']}.json").write_text(json.dumps(record, indent=1))
+    stem = stem or f"{name}-{record['date']}"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(record, indent=1))
     text = markdown(record)
-    (RESULTS / f"{name}-{record['date']}.md").write_text(text)
+    (RESULTS / f"{stem}.md").write_text(text)
     print(text)
     return record

@@ -10,7 +10,8 @@ generated C's measured figures (``footprint.generated_c``); this script collects
 * RAM ratio = (arena + stack high-water inside model_invoke + other data/bss) ÷ TFLM's
   measured arena (64-bit host build); goal ≤ 1;
 * bit-exactness against TFLM on every test sample, emulated instructions per inference and
-  MACs per instruction (an emulated count, not time).
+  MACs per instruction (an emulated count, not time);
+* the offline TFLM arena estimate against TFLM's measured arena, per model.
 
 Training is cut to ``--epochs`` (default 1): the sizes and the bit-exact check do not depend
 on how well the model is trained.
@@ -66,7 +67,11 @@ def _model(config: str, epochs: int, tmp: Path) -> dict:
             figures[board] = {"status": g["status"], "note": g["note"]}
             continue
         figures[board] = {"status": "ran", **{k: g[k] for k in KEYS}}
-    return {"config": f"configs/{config}.toml", "train_epochs": epochs, "boards": figures}
+    arena = report["footprint"]["ram"]["arena"]  # per model: the same on every board
+    return {"config": f"configs/{config}.toml", "train_epochs": epochs, "boards": figures,
+            "arena": {k: arena[k] for k in ("measured_bytes", "estimate_bytes",
+                                            "difference_percent", "twin_measured_bytes",
+                                            "twin_estimate_bytes")}}
 
 
 def _num(value: float | None, spec: str) -> str:
@@ -112,6 +117,18 @@ def _markdown(record: dict) -> str:
                   f"(worst ratio {_num(worst_flash, '.3f')}, {flash_goal})"
                   f"; bit-exact on every board: "
                   f"{'yes' if all(g['bit_exact'] for g in ran) else 'NO'}."]
+    lines += ["", "## Arena estimate against the TFLM measurement", "",
+              "The offline estimate (tinyshare.targets.arena_plan: lifetimes packed like "
+              "TFLM's GreedyMemoryPlanner, plus modelled persistent allocations) against the "
+              "smallest arena TFLM allocates and invokes with (64-bit host build).", "",
+              "| model | estimate | measured | difference | twin: estimate / measured |",
+              "|---|---|---|---|---|"]
+    for name, m in record["models"].items():
+        a = m.get("arena")
+        if a:
+            lines.append(f"| {name} | {a['estimate_bytes']:,} B | {a['measured_bytes']:,} B | "
+                         f"{a['difference_percent']:+.1f} % | {a['twin_estimate_bytes']:,} / "
+                         f"{a['twin_measured_bytes']:,} B |")
     lines += ["", f"Machine: {record['machine']}; command: `{record['command']}`.", ""]
     return "\n".join(lines)
 

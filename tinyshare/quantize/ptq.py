@@ -19,6 +19,7 @@ from tinyshare.artifacts.models import (
     QuantizedWeight,
     graph_attr,
     require_deploy_form,
+    torch_threads,
 )
 from tinyshare.errors import QuantizationError, RuntimeUnavailableError, SharingError
 
@@ -112,16 +113,11 @@ def quantize_ptq(
     quantizer = make_quantizer(
         per_channel, per_module=per_channel_by_module(model, per_channel, layers or {}))
     prepared = prepare_pt2e(gm, quantizer)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # histogram observers are ~30x slower with 2 threads
-    try:
-        with torch.no_grad():
-            for i in range(len(calib_x)):
-                prepared(torch.from_numpy(calib_x[i : i + 1]))
-                if progress:
-                    progress("calibrate", i + 1, len(calib_x))
-    finally:
-        torch.set_num_threads(threads)
+    with torch.no_grad(), torch_threads(1):  # histogram observers: ~30x slower on 2 threads
+        for i in range(len(calib_x)):
+            prepared(torch.from_numpy(calib_x[i : i + 1]))
+            if progress:
+                progress("calibrate", i + 1, len(calib_x))
     converted = convert_pt2e(prepared, fold_quantize=False)
     move_exported_model_to_eval(converted)
     converted.training = False  # exported graphs refuse .eval(); the flag is all that is left

@@ -1,0 +1,195 @@
+"""Benchmark: end-to-end pipeline time for ``configs/digits.toml``, per stage, and the
+emulated validation throughput per board and runtime.
+
+Each run is ``python -m tinyshare run configs/digits.toml`` in a fresh interpreter (the
+time a user waits, imports included), into a temporary folder:
+
+1. **host + TFLM**: the config's boards (rpi4b's host runtimes, the Cortex-M boards on
+   TFLM, their generated C under qemu-system-arm, Vela for the Ethos-U board), ``--fresh``.
+   Goal: under 60 s.
+2. **all emulated Linux boards**: the same plus every Linux board of the registry with
+   ``validation.emulate = true`` (each runtime in the board's device image under
+   qemu-user), ``--fresh``. Goal: under 180 s. The device images are built (or found in
+   the cache) before, and timed apart.
+3. **resume**: run 2 again unchanged (a no-op), then with ``validation.max_samples = 180``
+   (TRAIN, QUANTIZE and EXPORT reused; VALIDATE and REPORT run).
+
+Emulated throughput: samples/s of each board runtime's guest process in run 2 (one guest
+process per board and runtime, all samples in it). The fixed cost of a guest process is
+measured on rpi4b by running each of its runtimes on 1 sample and on the whole split:
+per-sample cost = (wall_N − wall_1) / (N − 1). Every time under qemu is a host time of the
+emulator, never a device latency.
+
+    .venv/bin/python benchmarks/pipeline_time.py
+
+Writes benchmarks/results/pipeline_time-<date>.json and .md.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _record import write_record
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "digits.toml"
+GOALS_S = {"host_tflm": 60.0, "emulated": 180.0}
+OVERHEAD_BOARD = "rpi4b"
+
+
+def _linux_boards() -> list:
+    from tinyshare.pipeline.emulate import is_emulated
+    from tinyshare.targets.board_registry import list_boards
+
+    return [b for b in list_boards() if is_emulated(b)]
+
+
+def _cli_run(out: Path, *extra: str) -> dict:
+    """One ``tinyshare run`` of the digits config into ``out``: wall time and manifest."""
+    cmd = [sys.executable, "-m", "tinyshare", "run", str(CONFIG), "--set",
+           f'output_dir="{out}"', *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    manifest = json.loads((out / "digits" / "manifest.json").read_text())
+    return {"command": " ".join(["tinyshare", "run", "configs/digits.toml", *extra]),
+            "wall_s": round(wall, 2), "stage_seconds": manifest["stage_seconds"],
+            "reused_stages": manifest["reused_stages"],
+            "up_to_date": "is up to date" in proc.stdout}
+
+
+def _throughput(run_dir: Path) -> list[dict]:
+    """Samples/s of every emulated board runtime in ``run_dir``'s VALIDATE stage."""
+    v = json.loads((run_dir / "validate" / "validation.json").read_text())
+    n = v["n_samples"]
+    rows = []
+    for board, emu in v["emulation"].items():
+        for c in emu["checks"]:
+            wall = c.get("emulated_wall_s")
+            rows.append({"board": board, "runtime": c["runtime"], "ok": c["ok"],
+                         "samples": n, "wall_s": round(wall, 2) if wall else None,
+                         "samples_per_s": round(n / wall, 1) if c["ok"] and wall else None,
+                         "load_ms": c.get("load_ms"),
+                         "max_abs_diff_lsb": (c["agreement"] or {}).get("max_abs_diff_lsb")})
+    return rows
+
+
+def _guest_overhead(run_dir: Path) -> list[dict]:
+    """Each rpi4b runtime on 1 sample and on the whole test split, in its device image."""
+    import numpy as np
+
+    from tinyshare.pipeline.emulate import GUEST_RUNS, board_image
+    from tinyshare.targets.board_registry import load_board
+    from tinyshare.targets.emulation.run import emulated_run_name, image_prefix, run_emulated
+    from tinyshare.targets.runtimes.base import nchw_to_nhwc
+
+    board = load_board(OVERHEAD_BOARD)
+    image = board_image(board)
+    with np.load(run_dir / "data" / "test.npz", allow_pickle=False) as z:
+        x = z["x"]
+    files = {"tflite": run_dir / "export" / "model_int8.tflite",
+             "onnx": run_dir / "export" / "model_int8.onnx"}
+    rows = []
+    for rt in board.runtimes:
+        for guest_rt, fmt, level in GUEST_RUNS.get(rt, ()):
+            argv, env = image_prefix(image, guest_rt)
+            inputs = nchw_to_nhwc(x) if fmt == "tflite" else x
+            walls = {}
+            for n in (1, len(x)):
+                run = run_emulated(argv, env, guest_rt, files[fmt], inputs[:n], timeout_s=600,
+                                   ort_level=level or "all")
+                walls[n] = run.wall_s
+            per_sample = (walls[len(x)] - walls[1]) / (len(x) - 1)
+            rows.append({"board": board.name, "runtime": emulated_run_name(guest_rt, level or "all"),
+                         "wall_1_sample_s": round(walls[1], 2),
+                         "wall_n_samples_s": round(walls[len(x)], 2), "n": len(x),
+                         "per_sample_ms": round(1000 * per_sample, 2),
+                         "fixed_share_at_n": round(walls[1] / walls[len(x)], 3)})
+    return rows
+
+
+def _stage_cells(r: dict) -> str:
+    s = r["stage_seconds"]
+    return " | ".join(f"{s.get(k, 0):.1f}" + (" (reused)" if k in r["reused_stages"] else "")
+                      for k in ("data", "train", "quantize", "export", "validate", "report"))
+
+
+def _markdown(record: dict) -> str:
+    runs = record["runs"]
+    lines = [f"# Pipeline time, configs/digits.toml ({record['date']})", "",
+             f"Machine: {record['machine']}; each run is `tinyshare run` in a fresh "
+             "interpreter (imports included). Device images ready beforehand in "
+             f"{record['images_s']:.1f} s (built or cached). Emulated times are host times "
+             "of qemu, not device latencies.", "",
+             "| run | boards | wall (s) | data | train | quantize | export | validate | "
+             "report | goal | ratio to goal |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, label in (("host_tflm", "host + TFLM"), ("emulated", "all emulated Linux boards"),
+                       ("noop", "rerun, unchanged (no-op)"),
+                       ("resumed", "rerun, validation.max_samples = 180")):
+        r = runs[key]
+        goal = GOALS_S.get(key)
+        lines.append(
+            f"| {label} | {len(r['boards'])} | **{r['wall_s']:.1f}** | "
+            + ("– | " * 6 if r["up_to_date"] else _stage_cells(r) + " | ")
+            + (f"{goal:.0f} s | {r['wall_s'] / goal:.2f}" if goal else "– | –") + " |")
+    lines += ["", f"Resume: the no-op rerun takes {runs['noop']['wall_s'] / runs['emulated']['wall_s']:.2f}× "
+              f"and the changed-validation rerun {runs['resumed']['wall_s'] / runs['emulated']['wall_s']:.2f}× "
+              "the full emulated run's time.", "",
+              "## Emulated validation throughput (run 2)", "",
+              "| board | runtime | samples | wall (s, emulated) | samples/s (emulated) | "
+              "model load in guest (ms) | max abs diff (LSB) |", "|---|---|---|---|---|---|---|"]
+    for t in record["throughput"]:
+        lines.append(f"| {t['board']} | {t['runtime']} | {t['samples']} | {t['wall_s']} | "
+                     f"{t['samples_per_s']} | {t['load_ms']} | {t['max_abs_diff_lsb']} |")
+    lines += ["", f"## Guest process overhead ({OVERHEAD_BOARD})", "",
+              "One guest process runs all samples of a board runtime. Its fixed cost (start "
+              "qemu, load the runtime and the model) against the cost per sample:", "",
+              "| runtime | wall, 1 sample (s) | wall, N samples (s) | N | per sample (ms) | "
+              "fixed share at N |", "|---|---|---|---|---|---|"]
+    for o in record["guest_overhead"]:
+        lines.append(f"| {o['runtime']} | {o['wall_1_sample_s']} | {o['wall_n_samples_s']} | "
+                     f"{o['n']} | {o['per_sample_ms']} | {o['fixed_share_at_n']:.2f} |")
+    lines += ["", f"Command: `{record['command']}`.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    from tinyshare.config import load_config
+    from tinyshare.pipeline.emulate import board_image
+
+    linux = _linux_boards()
+    t0 = time.perf_counter()
+    for b in linux:
+        board_image(b)
+    images_s = time.perf_counter() - t0
+    default_boards = load_config(CONFIG).boards
+    all_boards = list(dict.fromkeys([*default_boards, *(b.name for b in linux)]))
+    emulated = ["--set", "validation.emulate=true", *(a for b in all_boards
+                                                       for a in ("--board", b))]
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {"host_tflm": {**_cli_run(Path(tmp) / "a", "--fresh"), "boards": default_boards}}
+        out = Path(tmp) / "b"
+        runs["emulated"] = {**_cli_run(out, "--fresh", *emulated), "boards": all_boards}
+        throughput = _throughput(out / "digits")
+        runs["noop"] = {**_cli_run(out, *emulated), "boards": all_boards}
+        overhead = _guest_overhead(out / "digits")
+        runs["resumed"] = {**_cli_run(out, *emulated, "--set", "validation.max_samples=180"),
+                           "boards": all_boards}
+    goals = {k: {"goal_s": g, "wall_s": runs[k]["wall_s"], "met": runs[k]["wall_s"] < g}
+             for k, g in GOALS_S.items()}
+    write_record("pipeline_time", {"images_s": round(images_s, 2), "runs": runs,
+                                   "goals": goals, "throughput": throughput,
+                                   "guest_overhead": overhead}, _markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
