@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import time
@@ -88,7 +89,7 @@ def _markdown(record: dict) -> str:
     lines += [f"| {n} | {b['wall_s']:.0f} |" for n, b in record["benchmarks"].items()]
     for name in record["benchmarks"]:
         md = RESULTS / f"{name}-{record['date']}.md"
-        lines += ["", md.read_text().replace("\n# ", "\n## ").replace("# ", "## ", 1)]
+        lines += ["", re.sub(r"^(#+) ", r"#\1 ", md.read_text(), flags=re.M)]  # one level down
     return "\n".join(lines) + "\n"
 
 

@@ -19,8 +19,11 @@ computes the parameter gradients only (weight and bias), as in a first layer.
 Absolute times drift on a shared machine, so every shape is measured in rounds: each round
 times the baseline and every formulation once, in an order that alternates round to round,
 and the reported ratio is the median over rounds of candidate ÷ baseline of the same
-round. Before the rounds, each callable runs once untimed (warm-up); a sample is several
-calls when one call is short (≥ 20 ms per sample). Rounds repeat until ``--budget-s`` of
+round. The goal's pair, the baseline and the training form, then gets up to 16 extra
+paired rounds of its own (at least 8, for shapes whose sample is under 0.2 s), since a round
+of every formulation is long where the deploy forms are slow and leaves few pairs. Before
+the rounds, each callable runs once untimed (warm-up); a sample is several calls when one
+call is short (≥ 20 ms per sample). Rounds repeat until ``--budget-s`` of
 timed rounds has been spent and at least 2 rounds ran, or ``--repeats`` rounds ran, so
 the largest shapes (SharedConv2d, C=256, H=96: ≈ 1.7e11 MACs forward) get the minimum of 2.
 As a cross-check each row also keeps ``ratio_of_mins`` (fastest candidate sample ÷ fastest
@@ -60,6 +63,8 @@ LAYER_NAMES = {"depthwise": "SharedDepthwiseConv2d", "conv": "SharedConv2d"}
 MIN_REPEATS = 2
 NOISY = 0.2  # flag a row when the ratio of minimums is this far from the paired median
 MIN_SAMPLE_S = 0.02  # a timing sample lasts at least this long (several calls if needed)
+EXTRA_PAIRS = 16  # most extra (baseline, training form) rounds per shape; at least half
+EXTRA_PAIR_MAX_S = 0.2  # ... only where one sample is shorter than this
 
 
 def _dw_repeat(layer: SharedDepthwiseConv2d, x: torch.Tensor) -> torch.Tensor:
@@ -143,13 +148,26 @@ def _measure(kind: str, channels: int, size: int, batch: int, budget_s: float,
             times[name].append(_step(mod, fn, x, calls))
         spent += time.perf_counter() - start
         rounds += 1
+    # The goal's pair (baseline, training form) gets extra rounds of its own: a round of
+    # every formulation is long where the deploy forms are slow, which leaves few pairs.
+    train, extra = TRAINING_FORMS[kind], 0
+    spent = 0.0
+    while per_call * calls < EXTRA_PAIR_MAX_S and extra < EXTRA_PAIRS and (
+            extra < EXTRA_PAIRS // 2 or spent < budget_s):
+        start = time.perf_counter()
+        for name in (("baseline", train) if extra % 2 == 0 else (train, "baseline")):
+            mod = twin if name == "baseline" else layer
+            times[name].append(_step(mod, twin if name == "baseline" else forms[name], x,
+                                     calls))
+        spent += time.perf_counter() - start
+        extra += 1
     base = times["baseline"]
     return [{"layer": LAYER_NAMES[kind], "formulation": name, "C": channels, "H": size,
              "batch": batch, "baseline_ms": 1e3 * statistics.median(base),
              "candidate_ms": 1e3 * statistics.median(times[name]),
              "ratio": statistics.median(c / b for c, b in zip(times[name], base)),
              "ratio_of_mins": min(times[name]) / min(base),
-             "repeats": rounds, "calls_per_repeat": calls}
+             "repeats": len(times[name]), "calls_per_repeat": calls}
             for name in forms]
 
 

@@ -262,15 +262,37 @@ def _vela(boards, exported, out: Path) -> dict:
 
 
 def _emulate(cfg, boards, exported, x, y, reference, progress) -> dict:
-    """Emulated checks for every Linux board, when the config asks for them."""
+    """Emulated checks for every Linux board, when the config asks for them.
+
+    Boards run side by side, one per host core: a guest process spends most of its time
+    starting (qemu, the runtime's imports, the model load: about 6 s of 7 s for 360 digits
+    samples, ``benchmarks/pipeline_time.py``), and each is one single-threaded qemu.
+    """
     if not cfg.validation.emulate:
         return {}
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from tinyshare.pipeline.emulate import emulate_board, is_emulated
 
     files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
-    return {
-        b.name: emulate_board(b, files, x, y, reference,
-                              tolerance_lsb=cfg.validation.tolerance_lsb,
-                              timeout_s=cfg.validation.emulate_timeout_s, progress=progress)
-        for b in boards if is_emulated(b)
-    }
+    emulated = [b for b in boards if is_emulated(b)]
+    if not emulated:
+        return {}
+
+    def one(b):
+        return emulate_board(b, files, x, y, reference,
+                             tolerance_lsb=cfg.validation.tolerance_lsb,
+                             timeout_s=cfg.validation.emulate_timeout_s, progress=progress)
+
+    pool = ThreadPoolExecutor(max_workers=min(len(emulated), os.cpu_count() or 1))
+    try:
+        results = list(pool.map(one, emulated))
+    except BaseException:  # Ctrl-C / SIGTERM reach this thread only: stop the guests too
+        from tinyshare.targets.emulation.run import kill_running_guests
+
+        pool.shutdown(wait=False, cancel_futures=True)
+        kill_running_guests()
+        raise
+    pool.shutdown()
+    return dict(zip((b.name for b in emulated), results, strict=True))

@@ -243,6 +243,40 @@ def test_a_guest_past_the_memory_limit_is_killed(models):
     assert resident > 100
 
 
+def test_guests_running_in_other_threads_are_killed_on_request(models, tmp_path):
+    """An interrupted run stops the guests its worker threads wait on (validate runs boards
+    side by side); each waiting thread then sees its guest killed."""
+    import threading
+
+    from tinyshare.targets.emulation import run as run_mod
+
+    hang = [sys.executable, "-c", "import sys, time; "
+            "print('started', file=sys.stderr, flush=True); time.sleep(60)"]
+    errors: list[str] = []
+
+    def guest():
+        try:
+            run_emulated(hang, {}, "litert-ref", models.tflite, models.x_nhwc, timeout_s=60)
+        except RuntimeUnavailableError as exc:
+            errors.append(str(exc))
+
+    threads = [threading.Thread(target=guest) for _ in range(2)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(run_mod._LIVE) < 2:
+        assert time.monotonic() < deadline, "the guests did not start"
+        time.sleep(0.02)
+    assert run_emulated.__module__ == run_mod.__name__
+    assert run_mod.kill_running_guests() == 2
+    for t in threads:
+        t.join(timeout=20)
+    assert time.perf_counter() - start < 20  # not the 60 s sleep
+    assert len(errors) == 2 and all("killed by SIGKILL" in e for e in errors), errors
+    assert run_mod._LIVE == set()
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

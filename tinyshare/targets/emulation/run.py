@@ -63,6 +63,7 @@ __all__ = [
     "emulated_run_name",
     "guest_argv",
     "image_prefix",
+    "kill_running_guests",
     "onnx_io_quant",
     "run_emulated",
     "stderr_tail",
@@ -78,6 +79,9 @@ GUEST_SITES = {"litert": "litert", "litert-ref": "litert", "onnxruntime": "onnxr
 STDERR_TAIL_LINES = 5
 DEFAULT_MEMORY_LIMIT_BYTES = 2 << 30
 _WATCH_INTERVAL_S = 0.2
+# process groups of the guests running now (runs may go on in several threads)
+_LIVE: set[int] = set()
+_LIVE_LOCK = threading.Lock()
 _LEVEL_NAMES = {"all": "ORT_ENABLE_ALL", "disable": "ORT_DISABLE_ALL"}
 _EMULATED_SUFFIX = " (emulated)"
 
@@ -396,6 +400,8 @@ def _execute(argv, env, cwd, timeout_s, where,
     watchdog = threading.Thread(target=_watch_memory, args=(proc, memory_limit_bytes, over),
                                 daemon=True)
     watchdog.start()
+    with _LIVE_LOCK:
+        _LIVE.add(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
         rc: int | None = proc.returncode
@@ -414,9 +420,24 @@ def _execute(argv, env, cwd, timeout_s, where,
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=30)
         raise
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(proc.pid)
     if stdout:
         logger.debug("%s stdout: %s", where, stdout.decode(errors="replace")[-2000:])
     return rc, stderr.decode(errors="replace")
+
+
+def kill_running_guests() -> int:
+    """Kill the process group of every guest running now, in any thread (an interrupted
+    run stops its side-by-side guests at once instead of waiting for them); returns how
+    many were killed."""
+    with _LIVE_LOCK:
+        pids = list(_LIVE)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    return len(pids)
 
 
 def _status(rc: int | None, timeout_s: float) -> str:
