@@ -8,7 +8,7 @@ CONFIG ?= configs/digits.toml
 
 TS     := $(VENV)/bin/tinyshare
 
-.PHONY: demo test test-long install clean boards boards-list bench bench-pipeline bench-emulation bench-generated-c arm-tools
+.PHONY: demo test test-long install clean boards boards-list bench bench-pipeline profile bench-emulation bench-generated-c arm-tools
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,14 @@ boards: $(STAMP) $(QEMU)
 # footprint per zoo model, generated C against TFLM. Writes benchmarks/results/<date>.{json,md}.
 bench: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)
 	$(PY) benchmarks/bench.py
+
+# Where the demo's time goes: a pyinstrument profile of a fresh run (runs/profile-demo.html).
+profile: $(STAMP)
+	mkdir -p runs
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[profile]"
+	$(PY) -m pyinstrument -r html -o runs/profile-demo.html -m tinyshare run $(CONFIG) --fresh \
+		--set 'output_dir="runs/profile"'
+	@echo "profile: runs/profile-demo.html"
 
 # digits.toml end to end per stage, emulated throughput per board and runtime, resume.
 bench-pipeline bench-emulation: $(STAMP) $(QEMU) $(ARM_GCC) $(ARM_NEWLIB) $(QEMU_ARM)

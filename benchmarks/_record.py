@@ -31,7 +31,8 @@ def write_record(name: str, fields: dict, markdown: Callable[[dict], str],
     """
     from tinyshare.artifacts import package_versions
 
-    record = {"benchmark": name, "date": dt.date.today().isoformat(),
+    date = os.environ.get("BENCH_DATE") or dt.date.today().isoformat()  # the suite's date
+    record = {"benchmark": name, "date": date,
               "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                          f"{os.cpu_count()} cores",
               "versions": package_versions(), "command": " ".join(["python", *sys.argv]),
@@ -43,3 +44,17 @@ def write_record(name: str, fields: dict, markdown: Callable[[dict], str],
     (RESULTS / f"{stem}.md").write_text(text)
     print(text)
     return record
+
+
+def pick(text: str, known, flag: str) -> list[str]:
+    """The comma-separated names in ``text``, each one of ``known``.
+
+    Raises:
+        SystemExit: exit code 2, with one line naming ``flag`` and the unknown names.
+    """
+    names = [n for n in text.split(",") if n]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        print(f"{flag}: unknown {unknown}; expected some of {list(known)}", file=sys.stderr)
+        raise SystemExit(2)
+    return names

@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _record import RESULTS, write_record
+from _record import RESULTS, pick, write_record
 
 HERE = Path(__file__).resolve().parent
 SUITE = {"shared_layers": [], "pipeline_time": [], "zoo_footprint": [],
@@ -98,19 +99,16 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SUITE),
                         help=f"comma-separated subset of {', '.join(SUITE)}")
     args = parser.parse_args()
-    names = [n for n in args.only.split(",") if n]
-    unknown = sorted(set(names) - set(SUITE))
-    if unknown:
-        print(f"--only: unknown {unknown}; expected some of {list(SUITE)}", file=sys.stderr)
-        return 2
+    names = pick(args.only, SUITE, "--only")
     date = dt.date.today().isoformat()
+    env = {**os.environ, "BENCH_DATE": date}  # every record of this run under one date
     benchmarks, records = {}, {}
     t_suite = time.perf_counter()
     for name in names:
         print(f"== {name}", flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *SUITE[name]],
-                              cwd=HERE.parent)
+                              cwd=HERE.parent, env=env)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             print(f"{name}.py failed with exit code {proc.returncode}", file=sys.stderr)
@@ -119,6 +117,7 @@ def main() -> int:
         benchmarks[name] = {"wall_s": round(wall, 1), "record": records[name]}
     suite_s = time.perf_counter() - t_suite
     goals = _goals(records, suite_s if names == list(SUITE) else None)
+    os.environ["BENCH_DATE"] = date
     write_record("suite", {"benchmarks": benchmarks, "goals": goals,
                            "wall_s": round(suite_s, 1)}, _markdown, stem=date)
     return 0

@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _record import write_record
+from _record import pick, write_record
 from zoo_footprint import ZOO
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,11 +139,7 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(ZOO),
                         help=f"comma-separated subset of {', '.join(ZOO)}")
     args = parser.parse_args()
-    names = [n for n in args.models.split(",") if n]
-    unknown = sorted(set(names) - set(ZOO))
-    if unknown:
-        print(f"--models: unknown {unknown}; expected some of {list(ZOO)}", file=sys.stderr)
-        return 2
+    names = pick(args.models, ZOO, "--models")
     models = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:

@@ -100,3 +100,21 @@ def test_guest_crash_on_a_broken_model_is_reported_and_other_runs_go_on(
     assert not check.ok
     assert "\n" not in check.error
     assert "model_int8.tflite" in check.error and "guest stderr" in check.error
+
+
+def test_the_emulated_results_load_back_for_a_resumed_run(emulated_run, tmp_path):
+    """A later run reuses this VALIDATE stage: every emulated check comes back typed,
+    with the guest's own timing of its loop over the samples."""
+    from tinyshare.pipeline.reload import load_validation
+    from tinyshare.targets.agreement import Agreement
+
+    name = emulated_run.run_dir.name
+    v = load_validation(emulated_run.run_dir / "validate",
+                        tmp_path / f".{name}.partial-1" / "validate", name)
+    assert sorted(v.emulation) == sorted(BOARDS)
+    for board, emu in v.emulation.items():
+        original = emulated_run.validation.emulation[board]
+        assert [c.runtime for c in emu.checks] == [c.runtime for c in original.checks]
+        for c, o in zip(emu.checks, original.checks, strict=True):
+            assert isinstance(c.agreement, Agreement) and c.agreement == o.agreement
+            assert c.run_ms == o.run_ms and 0 < c.run_ms < 1000 * c.emulated_wall_s

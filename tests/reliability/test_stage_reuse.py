@@ -24,10 +24,12 @@ def tiny_inputs():
 def _keys(cfg, splits, *overrides: str, boards=("stm32f746g-disco",)):
     from tinyshare.config import load_config
     from tinyshare.pipeline.resume import stage_keys
+    from tinyshare.targets.board_registry import load_board
 
     if overrides:
         cfg = load_config(ROOT / "configs" / "digits_tiny.toml", list(overrides))
-    return stage_keys(cfg, splits, list(boards))
+    return stage_keys(cfg, splits, [b if not isinstance(b, str) else load_board(b)
+                                    for b in boards])
 
 
 @pytest.mark.parametrize("override, first_changed", [
@@ -66,6 +68,16 @@ def test_another_board_list_changes_only_the_validate_key(tiny_inputs):
     assert [s for s in a if a[s] != b[s]] == ["validate"]
 
 
+def test_a_changed_board_profile_under_the_same_name_changes_the_validate_key(tiny_inputs):
+    from tinyshare.targets.board_registry import load_board
+
+    cfg, splits = tiny_inputs
+    board = load_board("stm32f746g-disco")
+    edited = board.model_copy(update={"strip_tensor_names": not board.strip_tensor_names})
+    a, b = _keys(cfg, splits, boards=(board,)), _keys(cfg, splits, boards=(edited,))
+    assert [s for s in a if a[s] != b[s]] == ["validate"]
+
+
 def test_the_c_tools_on_path_are_part_of_the_validate_key(tiny_inputs, monkeypatch):
     from tinyshare.pipeline import codegen_check
 
@@ -95,14 +107,65 @@ def test_the_reuse_plan_takes_the_leading_stages_with_matching_keys(tmp_path):
     stages = list(keys)
     _stage(final, "train", "t")
     _stage(final, "quantize", "q")
-    # no export folder: QUANTIZE cannot be reused alone (its graph is not stored)
+    # no export folder: QUANTIZE is never reused alone (its graph is not stored), not even
+    # by a run that stops after it
     assert list(reuse_plan(final, keys, stages)) == ["train"]
-    assert list(reuse_plan(final, keys, ["train", "quantize"])) == ["train", "quantize"]
+    assert list(reuse_plan(final, keys, ["train", "quantize"])) == ["train"]
     _stage(final, "export", "e")
     _stage(final, "validate", "other")  # validated with other settings
     assert list(reuse_plan(final, keys, stages)) == ["train", "quantize", "export"]
     # a stage after one that must run is never reused, even with a matching key
     assert reuse_plan(final, {**keys, "train": "changed"}, stages) == {}
+
+
+def test_the_plan_takes_every_stage_from_one_run_folder(tmp_path):
+    from tinyshare.pipeline.resume import incomplete_dir, reuse_plan
+
+    final = tmp_path / "run"
+    keys = {"train": "t", "quantize": "q", "export": "e", "validate": "v"}
+    for name in ("train", "quantize", "export"):
+        _stage(final, name, keys[name])
+    _validate_stage(final, "v", {"emulation": {}, "codegen": {}})
+    kept = incomplete_dir(final)
+    for name in ("train", "quantize", "export"):
+        _stage(kept, name, keys[name])
+    # the finished run offers all four: nothing is mixed in from the interrupted one
+    assert reuse_plan(final, keys, list(keys)) == {n: final / n for n in keys}
+    (final / "export" / "file.bin").write_bytes(b"y")  # the finished run's EXPORT is broken
+    assert reuse_plan(final, keys, list(keys)) == {
+        n: kept / n for n in ("train", "quantize", "export")}
+
+
+def _validate_stage(root: Path, key: str, validation: dict) -> Path:
+    from tinyshare.artifacts import atomic_write_json, write_manifest
+
+    d = root / "validate"
+    d.mkdir(parents=True)
+    atomic_write_json(d / "validation.json", validation)
+    write_manifest(d, stage="validate", inputs={"key": key}, seconds=0.0, seed=0)
+    return d
+
+
+@pytest.mark.parametrize("validation, reusable", [
+    ({"emulation": {}, "codegen": {}}, True),
+    ({"emulation": {"rpi4b": {"error": None, "image_manifest": None,
+                              "checks": [{"ok": True}]}}}, True),
+    ({"emulation": {"rpi4b": {"error": "qemu-aarch64-static not found", "checks": []}}},
+     False),
+    ({"emulation": {"rpi4b": {"error": None, "checks": [{"ok": True}, {"ok": False}]}}},
+     False),
+    ({"emulation": {"rpi4b": {"error": None, "image_manifest": "/no/such/image/manifest.json",
+                              "checks": [{"ok": True}]}}}, False),
+    ({"codegen": {"stm32f746g-disco": {"skipped": "not run: qemu-system-arm timed out"}}},
+     False),
+    ({"codegen": {"stm32f746g-disco": {"error": "arm-none-eabi-gcc failed"}}}, False),
+])
+def test_a_validate_stage_with_a_failure_of_the_environment_is_not_reused(
+        tmp_path, validation, reusable):
+    from tinyshare.pipeline.resume import reusable_stage
+
+    d = _validate_stage(tmp_path / "run", "v", validation)
+    assert reusable_stage(tmp_path / "run", "validate", "v") == (d if reusable else None)
 
 
 def test_the_interrupted_runs_stages_come_first_and_a_tampered_file_is_not_reused(tmp_path):
@@ -133,6 +196,12 @@ def test_paths_inside_an_earlier_staging_folder_are_moved_to_the_new_one(tmp_pat
                    "c": obj["c"], "d": 3}
     rel = _reroot({"p": "runs/.m.partial-17/x"}, "m", Path("runs/.m.partial-9"))
     assert rel == {"p": "runs/.m.partial-9/x"}
+    # inside a message or a command line: every path, and nothing around them
+    text = ("litert on /x/runs/.m.partial-3/export/a.tflite: bad; see "
+            "'/x/runs/.m.partial-3/validate/log' --out=runs/.m.partial-3/v")
+    assert _reroot(text, "m", Path("runs/.m.partial-9")) == (
+        f"litert on {Path('runs/.m.partial-9').absolute()}/export/a.tflite: bad; see "
+        f"'{Path('runs/.m.partial-9').absolute()}/validate/log' --out=runs/.m.partial-9/v")
 
 
 def test_quantize_stage_loads_back_with_the_same_int8_weights_and_outputs(tiny_run, tmp_path):
@@ -153,7 +222,9 @@ def test_quantize_stage_loads_back_with_the_same_int8_weights_and_outputs(tiny_r
     assert np.array_equal(loaded.int8_test_outputs, q.int8_test_outputs)
     assert loaded.int8_test_outputs.shape == (len(q.int8_test_outputs), 10)
     assert loaded.int8_test_accuracy == q.int8_test_accuracy
-    with pytest.raises(ValueError, match="without its PT2E graph"):
+    from tinyshare.errors import QuantizationError
+
+    with pytest.raises(QuantizationError, match="without its PT2E graph"):
         loaded.shared.run(np.zeros((1, 1, 8, 8), np.float32))
 
 
@@ -174,6 +245,7 @@ def test_validate_stage_loads_back_equal_with_its_paths_in_the_new_run(tiny_run,
     as_json = json.dumps(_jsonable(v))
     old_root = json.dumps(_jsonable(tiny_run.validation))
     assert as_json.count(".partial-1/") == old_root.count(f".{name}.partial-")
+    assert v.vela  # the tiny run has an Ethos-U board: Vela's paths are checked below
     for rep in v.vela.values():
         assert rep.optimized_model_path.is_file()
         assert rep.optimized_model_path.is_relative_to(root.absolute())

@@ -3,6 +3,7 @@
 from tinyshare.artifacts.files import (
     atomic_write_bytes,
     atomic_write_json,
+    atomic_write_npy,
     atomic_write_npz,
     atomic_write_text,
     package_versions,
@@ -20,6 +21,7 @@ from tinyshare.artifacts.models import (
 
 __all__ = [
     "COMPUTE_OPS", "QuantizedModel", "QuantizedWeight", "atomic_write_bytes",
-    "atomic_write_json", "atomic_write_npz", "atomic_write_text", "graph_attr", "is_compute_op",
-    "package_versions", "require_deploy_form", "sha256_file", "write_manifest",
+    "atomic_write_json", "atomic_write_npy", "atomic_write_npz", "atomic_write_text",
+    "graph_attr", "is_compute_op", "package_versions", "require_deploy_form", "sha256_file",
+    "write_manifest",
 ]

@@ -142,6 +142,21 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def atomic_write_npy(path: str | Path, array) -> Path:
+    """``numpy.save`` of ``array`` through ``atomic_write_bytes`` (no half-written .npy).
+
+    Raises:
+        OSError: as ``atomic_write_bytes``.
+    """
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_npz(path: str | Path, **arrays) -> Path:
     """``numpy.savez`` of ``arrays`` through ``atomic_write_bytes`` (no half-written .npz).
 

@@ -6,12 +6,13 @@ exporters read it, both through this module.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from tinyshare.artifacts.threads import torch_threads
+from tinyshare.errors import QuantizationError
 
 if TYPE_CHECKING:
     import torch
@@ -40,27 +41,6 @@ def require_deploy_form(model) -> None:
             raise ValueError(
                 f"module {name!r} ({type(m).__name__}) is in its training form; call "
                 "tinyshare.models.layers.switch_to_deploy on a copy first")
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(n)``, then restore the previous count.
-
-    Batch-1 graphs of tiny models run op by op; their ops are too small to split, and with
-    more threads each op waits for the threads' hand-off, which stalls whenever another
-    process holds a core. Measured on 2 cores, the digits PT2E graph on 360 test samples:
-    1.14 s on one thread against 1.00 s on two when idle, but 1.52 s against 4.66 s beside
-    one busy 2-thread process, and 16x slower on two threads beside a benchmark. The
-    histogram observers of calibration are about 30x slower on two threads.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -122,12 +102,12 @@ class QuantizedModel:
             (N, K) float32 outputs, dequantized.
 
         Raises:
-            ValueError: the model was loaded back without its graph.
+            QuantizationError: the model was loaded back without its graph.
         """
         import torch
 
         if self.graph is None:
-            raise ValueError("this QuantizedModel was loaded from a run folder without its "
+            raise QuantizationError("this QuantizedModel was loaded from a run folder without its "
                              "PT2E graph; run the quantize stage again to execute it")
 
         with torch.no_grad(), torch_threads(1):  # batch 1, op by op: see torch_threads

@@ -100,10 +100,8 @@ def codegen_tools_on_path() -> dict[str, bool]:
 
 def _missing_tool() -> tuple[str, str] | None:
     """(tool, install hint) of the first tool not on PATH, or None."""
-    for tool, hint in TOOLS:
-        if shutil.which(tool) is None:
-            return tool, hint
-    return None
+    on_path = codegen_tools_on_path()
+    return next(((tool, hint) for tool, hint in TOOLS if not on_path[tool]), None)
 
 
 def require_codegen_tools(cfg: RunConfig, boards) -> None:

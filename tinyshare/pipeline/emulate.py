@@ -14,11 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tinyshare.errors import TinyshareError
 from tinyshare.targets.runtimes.base import nchw_to_nhwc
+
+if TYPE_CHECKING:
+    from tinyshare.targets.agreement import Agreement
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +44,11 @@ class EmulatedCheck:
         accuracy: top-1 in [0, 1]; agreement: ``Agreement`` with the host reference.
         runtime_version: the version the guest imported.
         command: the emulator command line.
-        load_ms / peak_rss_kb: as the guest measured them (under qemu-user the RSS is
-            the emulator process's, an upper bound for the board).
-        emulated_wall_s: host wall time of the whole guest process: not a device latency.
+        load_ms / run_ms / peak_rss_kb: as the guest measured them: the model load, the
+            loop over all samples, and the peak RSS (under qemu-user the emulator
+            process's, an upper bound for the board). Emulated times, not device latencies.
+        emulated_wall_s: host wall time of the whole guest process (qemu start, imports,
+            load, run, I/O): not a device latency.
     """
 
     board: str
@@ -50,12 +56,13 @@ class EmulatedCheck:
     ok: bool
     error: str | None = None
     accuracy: float | None = None
-    agreement: object | None = None
+    agreement: Agreement | None = None
     runtime_version: str | None = None
     command: str | None = None
     load_ms: float | None = None
     peak_rss_kb: int | None = None
     emulated_wall_s: float | None = None
+    run_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,8 @@ def emulate_board(
             accuracy=top1(out.dequantized, y),
             agreement=compare(reference, out, tolerance_lsb=tolerance_lsb),
             runtime_version=out.runtime_version, command=command,
-            load_ms=run.stats.get("load_ms"), peak_rss_kb=run.stats.get("peak_rss_kb"),
+            load_ms=run.stats.get("load_ms"), run_ms=run.stats.get("run_ms"),
+            peak_rss_kb=run.stats.get("peak_rss_kb"),
             emulated_wall_s=run.wall_s,
         ))
     finding = None

@@ -35,17 +35,19 @@ __all__ = ["load_exported", "load_quantized", "load_trained", "load_validation"]
 
 
 def _reroot(obj, run_name: str, root: Path):
-    """``obj`` (parsed JSON) with every path string inside an earlier staging folder of
+    """``obj`` (parsed JSON) with every path inside an earlier staging folder of
     ``run_name`` (``.../.<run_name>.partial-<pid>/...``) moved under ``root``, the new run's
-    staging folder."""
-    pattern = re.compile(rf"^(?:.*/)?\.{re.escape(run_name)}\.partial-\d+(?=/)")
+    staging folder, wherever it stands in a string (a command line, an error message)."""
+    # a path token: starts the string or follows a space, quote, '=' or '('
+    pattern = re.compile(rf"(?<![^\s'\"=(])(?:[^\s'\"=(]*/)?\.{re.escape(run_name)}"
+                         rf"\.partial-\d+(?=/)")
     if isinstance(obj, dict):
         return {k: _reroot(v, run_name, root) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_reroot(v, run_name, root) for v in obj]
     if isinstance(obj, str):  # an absolute path stays absolute, a relative one relative
         return pattern.sub(lambda m: str(root.absolute() if m[0].startswith("/") else root),
-                           obj, count=1)
+                           obj)
     return obj
 
 
@@ -150,27 +152,6 @@ def load_exported(src: Path, out: Path, run_name: str) -> ExportedModels:
     return ExportedModels(**{k: out / rel for k, rel in EXPORT_FILES.items()}, lut=lut)
 
 
-def _validation_adapter():
-    """A pydantic ``TypeAdapter`` of ``ValidationResult`` (its nested types are imported
-    only for type checking where they are declared, so they are named here)."""
-    from pydantic import TypeAdapter
-
-    from tinyshare.pipeline.codegen_check import CodegenCheck
-    from tinyshare.pipeline.emulate import BoardEmulation
-    from tinyshare.pipeline.validate import ValidationResult
-    from tinyshare.quantize.codebook import CodebookCheck
-    from tinyshare.targets.agreement import Agreement
-    from tinyshare.targets.codegen import CortexMFigures, GeneratedModel
-    from tinyshare.targets.runtimes.tflm import ArenaMeasurement
-    from tinyshare.targets.vela import VelaReport
-
-    adapter = TypeAdapter(ValidationResult)
-    adapter.rebuild(_types_namespace={
-        t.__name__: t for t in (CodegenCheck, BoardEmulation, CodebookCheck, Agreement,
-                                CortexMFigures, GeneratedModel, ArenaMeasurement, VelaReport)})
-    return adapter
-
-
 def load_validation(src: Path, out: Path, run_name: str) -> ValidationResult:
     """Copy the reusable ``src`` validate folder to ``out`` and rebuild its
     ``ValidationResult`` from ``validation.json``.
@@ -179,6 +160,7 @@ def load_validation(src: Path, out: Path, run_name: str) -> ValidationResult:
         pydantic.ValidationError: ``validation.json`` does not describe a
             ``ValidationResult``.
     """
+    from tinyshare.pipeline.validate import validation_from_json
+
     shutil.copytree(src, out)
-    return _validation_adapter().validate_python(
-        _read_json(out / "validation.json", run_name, out.parent))
+    return validation_from_json(_read_json(out / "validation.json", run_name, out.parent))

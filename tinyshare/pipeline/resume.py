@@ -83,9 +83,14 @@ def _tools() -> dict[str, bool]:
     return codegen_tools_on_path()
 
 
-def stage_keys(cfg: RunConfig, splits: DataSplits, boards: list[str]) -> dict[str, str]:
+def _boards(boards: list) -> list[dict]:
+    """The boards' whole profiles (a board file given by path may change under its name)."""
+    return [b.model_dump(mode="json") for b in boards]
+
+
+def stage_keys(cfg: RunConfig, splits: DataSplits, boards: list) -> dict[str, str]:
     """Stage name → the hash of its inputs, for each of ``REUSABLE_STAGES`` (each key
-    includes the one before it)."""
+    includes the one before it). ``boards``: the run's ``BoardProfile`` objects."""
     train = _digest({"stage": "train", "data": data_digest(splits),
                      "model": cfg.model.model_dump(), "train": cfg.train.model_dump(),
                      "cluster": cfg.cluster.model_dump() if cfg.cluster else None,
@@ -94,15 +99,15 @@ def stage_keys(cfg: RunConfig, splits: DataSplits, boards: list[str]) -> dict[st
                         "quantize": cfg.quantize.model_dump()})
     export = _digest({"stage": "export", "quantize": quantize})
     validation = cfg.validation.model_dump(exclude=_REPORT_ONLY)
-    validate = _digest({"stage": "validate", "export": export, "boards": boards,
+    validate = _digest({"stage": "validate", "export": export, "boards": _boards(boards),
                         "validation": validation, "tools": _tools()})
     return {"train": train, "quantize": quantize, "export": export, "validate": validate}
 
 
-def run_key(cfg: RunConfig, until: str, boards: list[str]) -> str:
-    """The whole run's inputs as one hash: the config, boards, last stage, package versions,
-    tinyshare's source and whether the C check's tools are on PATH."""
-    return _digest({"config": cfg.to_dict(), "boards": boards, "until": until,
+def run_key(cfg: RunConfig, until: str, boards: list) -> str:
+    """The whole run's inputs as one hash: the config, the boards' profiles, last stage,
+    package versions, tinyshare's source and whether the C check's tools are on PATH."""
+    return _digest({"config": cfg.to_dict(), "boards": _boards(boards), "until": until,
                     "versions": package_versions(), "code": code_digest(), "tools": _tools()})
 
 
@@ -127,37 +132,76 @@ def incomplete_dir(final: Path) -> Path:
     return final.parent / f".{final.name}.incomplete"
 
 
+def _environment_failure(stage_dir: Path) -> str | None:
+    """Why a VALIDATE stage's results must not be reused although its inputs match, or None.
+
+    A failure of the environment is recorded in the results, not raised (qemu missing, an
+    image build that could not reach the registry, a guest or a C run past its time limit,
+    a C check skipped): the next run must try again. A device image the results point to
+    must still exist (the report reads its runtimes' code sizes).
+    """
+    try:
+        v = json.loads((stage_dir / "validation.json").read_text())
+    except (OSError, ValueError):
+        return "validation.json unreadable"
+    for board, emu in (v.get("emulation") or {}).items():
+        if emu.get("error") or not all(c.get("ok") for c in emu.get("checks", ())):
+            return f"the emulated run of {board} failed"
+        if emu.get("image_manifest") and not Path(emu["image_manifest"]).is_file():
+            return f"the device image of {board} is gone"
+    for board, c in (v.get("codegen") or {}).items():
+        if c.get("error") or c.get("skipped"):
+            return f"the generated C of {board} did not run"
+    return None
+
+
+def _reusable(d: Path, key: str) -> bool:
+    """``d`` holds a completed stage with ``key`` and intact files (and, for VALIDATE, no
+    recorded failure of the environment)."""
+    try:
+        inputs = json.loads((d / "manifest.json").read_text()).get("inputs", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    if inputs.get("key") != key or not verify_stage(d):
+        return False
+    why = _environment_failure(d) if d.name == "validate" else None
+    if why:
+        log.info("resume: %s not reused: %s", d, why)
+    return why is None
+
+
 def reusable_stage(final: Path, stage: str, key: str) -> Path | None:
     """An earlier ``<stage>/`` folder with the same key and intact files, or None.
 
     Looks in the interrupted run's folder first, then in the finished run.
     """
     for root in (incomplete_dir(final), final):
-        d = root / stage
-        try:
-            inputs = json.loads((d / "manifest.json").read_text()).get("inputs", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        if inputs.get("key") == key and verify_stage(d):
-            return d
+        if _reusable(root / stage, key):
+            return root / stage
     return None
 
 
 def reuse_plan(final: Path, keys: dict[str, str], stages: list[str]) -> dict[str, Path]:
-    """Stage name → the earlier folder to take it from, for the leading run of ``stages``
-    (in ``REUSABLE_STAGES`` order) that an earlier run completed with the same keys.
+    """Stage name → the earlier folder to take it from: the leading run of ``stages`` (in
+    ``REUSABLE_STAGES`` order) that one earlier run completed with the same keys.
 
-    QUANTIZE is dropped when EXPORT must run, as the exporters need its PT2E graph.
+    All stages come from one run folder, the interrupted run's or the finished run's,
+    whichever offers more (the interrupted one on a tie), so they were made together.
+    QUANTIZE is taken only with EXPORT: its PT2E graph, which the exporters and
+    ``QuantizedModel.run`` need, is not stored.
     """
-    plan: dict[str, Path] = {}
-    for stage in (s for s in REUSABLE_STAGES if s in stages):
-        src = reusable_stage(final, stage, keys[stage])
-        if src is None:
-            break
-        plan[stage] = src
-    if "quantize" in plan and "export" in stages and "export" not in plan:
-        del plan["quantize"]
-    return plan
+    best: dict[str, Path] = {}
+    for root in (incomplete_dir(final), final):
+        plan: dict[str, Path] = {}
+        for stage in (s for s in REUSABLE_STAGES if s in stages):
+            if not _reusable(root / stage, keys[stage]):
+                break
+            plan[stage] = root / stage
+        if "quantize" in plan and "export" not in plan:
+            del plan["quantize"]
+        if len(plan) > len(best):
+            best = plan
+    return best
 
 
 def up_to_date(final: Path, key: str) -> bool:

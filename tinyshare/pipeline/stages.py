@@ -172,7 +172,9 @@ def run(
     Args:
         cfg: the validated run config (``cfg.boards`` names the target boards).
         until: the last stage to run.
-        progress: ``progress(task, done, total)`` callback for long work.
+        progress: ``progress(task, done, total)`` callback for long work; it is also
+            called from worker threads (emulated boards run side by side), so it must be
+            thread-safe (rich's ``Progress`` is).
         command: the command line, recorded in the manifest and the reports.
         resume: reuse what an earlier run of the same inputs left (``pipeline.resume``):
             nothing runs when ``runs/<name>/`` already holds this run intact, and each stage
@@ -215,7 +217,7 @@ def _run_locked(cfg, until, progress, command, resume, boards, splits, final) ->
     """The body of ``run``, with the inputs checked and ``runs/.<name>.lock`` held."""
     from tinyshare.pipeline.resume import incomplete_dir, run_key, up_to_date
 
-    key = run_key(cfg, until.name.lower(), [b.name for b in boards])
+    key = run_key(cfg, until.name.lower(), boards)
     if resume and up_to_date(final, key):
         log.info("%s is up to date (same config, boards, versions and code): nothing to run",
                  final)
@@ -272,7 +274,7 @@ def _run_stages(cfg, boards, splits, root: Path, until, progress, command,
     verdicts: dict[str, str] = {}
     trained = quantized = exported = validation = None
     timed(Stage.DATA, data_stage)
-    keys = resume.stage_keys(cfg, splits, [b.name for b in boards])
+    keys = resume.stage_keys(cfg, splits, boards)
     wanted = [st.name.lower() for st in Stage if Stage.TRAIN <= st <= min(until, Stage.VALIDATE)]
     plan = resume.reuse_plan(resume_from, keys, wanted) if resume_from else {}
     reused = list(plan)

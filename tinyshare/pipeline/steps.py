@@ -13,6 +13,7 @@ import numpy as np
 from tinyshare.artifacts import (
     atomic_write_bytes,
     atomic_write_json,
+    atomic_write_npy,
     atomic_write_npz,
     write_manifest,
 )
@@ -189,9 +190,7 @@ def quantize_stage(
         f"{w.name}.{part}": getattr(w, part)
         for w in shared.weights for part in ("values", "scales", "zero_points")
     })
-    buf = io.BytesIO()
-    np.save(buf, outputs)
-    atomic_write_bytes(out / "int8_test_outputs.npy", buf.getvalue())
+    atomic_write_npy(out / "int8_test_outputs.npy", outputs)
     atomic_write_json(out / "quantization.json", {
         "method": cfg.quantize.method,
         "qat": cfg.quantize.qat.model_dump() if cfg.quantize.method == "qat" else None,

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from tinyshare.artifacts import atomic_write_json, atomic_write_npz, write_manifest
 from tinyshare.config import RunConfig
 from tinyshare.data.splits import DataSplits
@@ -119,6 +118,30 @@ class ValidationResult:
     codebook: CodebookCheck | None = None
     lut: LutValidation | None = None
     codegen: dict[str, CodegenCheck] = field(default_factory=dict)
+
+
+def validation_from_json(data: dict) -> ValidationResult:
+    """The ``ValidationResult`` that ``validation.json`` holds (``data``, parsed), rebuilt
+    with pydantic (resume: ``pipeline.reload``).
+
+    Raises:
+        pydantic.ValidationError: ``data`` does not describe a ``ValidationResult``.
+    """
+    from pydantic import TypeAdapter
+
+    from tinyshare.pipeline.codegen_check import CodegenCheck
+    from tinyshare.pipeline.emulate import BoardEmulation
+    from tinyshare.quantize.codebook import CodebookCheck
+    from tinyshare.targets.agreement import Agreement
+    from tinyshare.targets.codegen import CortexMFigures, GeneratedModel
+    from tinyshare.targets.runtimes.tflm import ArenaMeasurement
+    from tinyshare.targets.vela import VelaReport
+
+    adapter = TypeAdapter(ValidationResult)  # the types named only under TYPE_CHECKING
+    adapter.rebuild(_types_namespace={
+        t.__name__: t for t in (CodegenCheck, BoardEmulation, CodebookCheck, Agreement,
+                                CortexMFigures, GeneratedModel, ArenaMeasurement, VelaReport)})
+    return adapter.validate_python(data)
 
 
 def validate_stage(
@@ -264,9 +287,10 @@ def _vela(boards, exported, out: Path) -> dict:
 def _emulate(cfg, boards, exported, x, y, reference, progress) -> dict:
     """Emulated checks for every Linux board, when the config asks for them.
 
-    Boards run side by side, one per host core: a guest process spends most of its time
-    starting (qemu, the runtime's imports, the model load: about 6 s of 7 s for 360 digits
-    samples, ``benchmarks/pipeline_time.py``), and each is one single-threaded qemu.
+    Boards run side by side, one per usable host core: a guest process spends most of its
+    wall time starting (qemu, the runtime's imports, the model load: about 6 s of 7 s for
+    360 digits samples, ``benchmarks/pipeline_time.py``), not computing. An interrupt
+    (Ctrl-C, SIGTERM: ``KeyboardInterrupt`` in this thread) stops every board's guests.
     """
     if not cfg.validation.emulate:
         return {}
@@ -274,6 +298,7 @@ def _emulate(cfg, boards, exported, x, y, reference, progress) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     from tinyshare.pipeline.emulate import emulate_board, is_emulated
+    from tinyshare.targets.emulation.run import allow_guests, stop_guests
 
     files = {"tflite": exported.tflite_int8, "onnx": exported.onnx_int8}
     emulated = [b for b in boards if is_emulated(b)]
@@ -285,14 +310,14 @@ def _emulate(cfg, boards, exported, x, y, reference, progress) -> dict:
                              tolerance_lsb=cfg.validation.tolerance_lsb,
                              timeout_s=cfg.validation.emulate_timeout_s, progress=progress)
 
-    pool = ThreadPoolExecutor(max_workers=min(len(emulated), os.cpu_count() or 1))
+    allow_guests()
+    pool = ThreadPoolExecutor(max_workers=min(len(emulated), len(os.sched_getaffinity(0))))
     try:
         results = list(pool.map(one, emulated))
-    except BaseException:  # Ctrl-C / SIGTERM reach this thread only: stop the guests too
-        from tinyshare.targets.emulation.run import kill_running_guests
-
+    except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
-        kill_running_guests()
+        stop_guests()  # running guests killed, later ones refused: the workers end at once
+        pool.shutdown(wait=True)
         raise
     pool.shutdown()
     return dict(zip((b.name for b in emulated), results, strict=True))

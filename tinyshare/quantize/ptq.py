@@ -19,8 +19,8 @@ from tinyshare.artifacts.models import (
     QuantizedWeight,
     graph_attr,
     require_deploy_form,
-    torch_threads,
 )
+from tinyshare.artifacts.threads import torch_threads
 from tinyshare.errors import QuantizationError, RuntimeUnavailableError, SharingError
 
 log = logging.getLogger(__name__)

@@ -243,38 +243,47 @@ def test_a_guest_past_the_memory_limit_is_killed(models):
     assert resident > 100
 
 
-def test_guests_running_in_other_threads_are_killed_on_request(models, tmp_path):
+def test_stopping_guests_kills_the_running_ones_and_refuses_the_next(models):
     """An interrupted run stops the guests its worker threads wait on (validate runs boards
-    side by side); each waiting thread then sees its guest killed."""
+    side by side, each board's runtimes one after another): every running guest is killed,
+    and the next one a worker starts is refused, so the workers end at once."""
     import threading
 
-    from tinyshare.targets.emulation import run as run_mod
+    from tinyshare.targets.emulation.run import allow_guests, stop_guests
 
     hang = [sys.executable, "-c", "import sys, time; "
             "print('started', file=sys.stderr, flush=True); time.sleep(60)"]
+    from tinyshare.targets.emulation import run as run_module
+
     errors: list[str] = []
 
-    def guest():
-        try:
-            run_emulated(hang, {}, "litert-ref", models.tflite, models.x_nhwc, timeout_s=60)
-        except RuntimeUnavailableError as exc:
-            errors.append(str(exc))
+    def board():  # two runtimes, one after the other, failures recorded (emulate_board)
+        for _ in range(2):
+            try:
+                run_emulated(hang, {}, "litert-ref", models.tflite, models.x_nhwc,
+                             timeout_s=60)
+            except RuntimeUnavailableError as exc:
+                errors.append(str(exc))
 
-    threads = [threading.Thread(target=guest) for _ in range(2)]
+    threads = [threading.Thread(target=board) for _ in range(2)]
     start = time.perf_counter()
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 20
-    while len(run_mod._LIVE) < 2:
-        assert time.monotonic() < deadline, "the guests did not start"
-        time.sleep(0.02)
-    assert run_emulated.__module__ == run_mod.__name__
-    assert run_mod.kill_running_guests() == 2
-    for t in threads:
-        t.join(timeout=20)
-    assert time.perf_counter() - start < 20  # not the 60 s sleep
-    assert len(errors) == 2 and all("killed by SIGKILL" in e for e in errors), errors
-    assert run_mod._LIVE == set()
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(run_module._LIVE) < 2:  # both boards' first guests are running
+            assert time.monotonic() < deadline, "the guests did not start"
+            time.sleep(0.02)
+        killed = stop_guests()
+        for t in threads:
+            t.join(timeout=20)
+    finally:
+        allow_guests()
+    assert not any(t.is_alive() for t in threads)
+    assert time.perf_counter() - start < 20  # not the 60 s sleeps
+    assert killed == 2
+    assert sum("killed by SIGKILL" in e for e in errors) == 2, errors
+    assert sum("not started: the run was interrupted" in e for e in errors) == 2, errors
 
 
 def _alive(pid: int) -> bool:

@@ -60,13 +60,14 @@ __all__ = [
     "GUEST_SITES",
     "EmulatedRun",
     "IoQuant",
+    "allow_guests",
     "emulated_run_name",
     "guest_argv",
     "image_prefix",
-    "kill_running_guests",
     "onnx_io_quant",
     "run_emulated",
     "stderr_tail",
+    "stop_guests",
 ]
 
 logger = logging.getLogger(__name__)
@@ -79,9 +80,11 @@ GUEST_SITES = {"litert": "litert", "litert-ref": "litert", "onnxruntime": "onnxr
 STDERR_TAIL_LINES = 5
 DEFAULT_MEMORY_LIMIT_BYTES = 2 << 30
 _WATCH_INTERVAL_S = 0.2
-# process groups of the guests running now (runs may go on in several threads)
+# process groups of the guests running now (runs may go on in several threads), and
+# whether new guests are refused (an interrupted run: ``stop_guests``)
 _LIVE: set[int] = set()
 _LIVE_LOCK = threading.Lock()
+_STOPPED = threading.Event()
 _LEVEL_NAMES = {"all": "ORT_ENABLE_ALL", "disable": "ORT_DISABLE_ALL"}
 _EMULATED_SUFFIX = " (emulated)"
 
@@ -386,22 +389,25 @@ def _execute(argv, env, cwd, timeout_s, where,
     The working folder is the scratch folder, where a qemu core file would land.
 
     Raises:
-        RuntimeUnavailableError: it could not start, or its resident set passed
-            ``memory_limit_bytes`` (the process group is killed; the message gives both).
+        RuntimeUnavailableError: it could not start, guests are stopped (``stop_guests``),
+            or its resident set passed ``memory_limit_bytes`` (the process group is
+            killed; the message gives both).
     """
-    try:
-        proc = subprocess.Popen(
-            list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
-    except OSError as exc:
-        raise RuntimeUnavailableError(f"{where}: cannot start {argv[0]!r}: {exc}") from exc
+    with _LIVE_LOCK:  # started and registered at once, so stop_guests cannot miss it
+        if _STOPPED.is_set():
+            raise RuntimeUnavailableError(f"{where}: not started: the run was interrupted")
+        try:
+            proc = subprocess.Popen(
+                list(argv), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )
+        except OSError as exc:
+            raise RuntimeUnavailableError(f"{where}: cannot start {argv[0]!r}: {exc}") from exc
+        _LIVE.add(proc.pid)
     over: list[int] = []
     watchdog = threading.Thread(target=_watch_memory, args=(proc, memory_limit_bytes, over),
                                 daemon=True)
     watchdog.start()
-    with _LIVE_LOCK:
-        _LIVE.add(proc.pid)
     try:
         stdout, stderr = proc.communicate(timeout=timeout_s)
         rc: int | None = proc.returncode
@@ -428,16 +434,23 @@ def _execute(argv, env, cwd, timeout_s, where,
     return rc, stderr.decode(errors="replace")
 
 
-def kill_running_guests() -> int:
-    """Kill the process group of every guest running now, in any thread (an interrupted
-    run stops its side-by-side guests at once instead of waiting for them); returns how
-    many were killed."""
+def stop_guests() -> int:
+    """Refuse new guests and kill the process group of every guest running now, in any
+    thread: an interrupted run stops its side-by-side board runs at once (each waiting
+    thread sees its guest killed, and its next guest is refused). ``allow_guests`` undoes
+    it. Returns how many guests were killed."""
     with _LIVE_LOCK:
+        _STOPPED.set()
         pids = list(_LIVE)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
     return len(pids)
+
+
+def allow_guests() -> None:
+    """Let guests start again after ``stop_guests`` (a new run in the same process)."""
+    _STOPPED.clear()
 
 
 def _status(rc: int | None, timeout_s: float) -> str:
