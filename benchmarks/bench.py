@@ -46,8 +46,8 @@ def _goals(records: dict, suite_s: float | None) -> list[dict]:
     rows = []
     if "shared_layers" in records:
         for layer, g in records["shared_layers"]["goal"].items():
-            w = g["worst_shape"]
-            rows.append({"goal": f"{layer} training form ({g['formulation']}), forward + "
+            w, form = g["worst_shape"], g["formulation"].replace(" (training form)", "")
+            rows.append({"goal": f"{layer} training form ({form}), forward + "
                                  "backward vs nn.Conv2d, worst shape "
                                  f"(C {w['C']}, H = W {w['H']}, batch {w['batch']})",
                          "measured": f"{g['worst_ratio']:.2f}×",
