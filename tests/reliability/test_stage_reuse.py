@@ -253,3 +253,15 @@ def test_validate_stage_loads_back_equal_with_its_paths_in_the_new_run(tiny_run,
         if c.generated is not None:
             assert c.generated.model_c.is_file()
             assert c.generated.model_c.is_relative_to(root.absolute())
+
+
+def test_an_up_to_date_run_lists_its_boards_in_the_runs_order(tmp_path):
+    from tinyshare.pipeline.stages import Stage, _finished
+
+    for board, verdict in (("z-board", "FAIL"), ("a-board", "PASS")):
+        d = tmp_path / "boards" / board
+        d.mkdir(parents=True)
+        (d / "report.json").write_text(json.dumps({"verdict": verdict}))
+    result = _finished(tmp_path, Stage.REPORT, ["z-board", "a-board", "not-run"])
+    assert list(result.verdicts.items()) == [("z-board", "FAIL"), ("a-board", "PASS")]
+    assert list(result.board_reports) == ["z-board", "a-board"] and result.up_to_date

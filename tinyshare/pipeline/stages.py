@@ -141,11 +141,12 @@ def _keep_completed(staging: Path, final: Path) -> None:
                 ", ".join(sorted(d.name for d in done)), keep)
 
 
-def _finished(final: Path, until: Stage) -> RunResult:
-    """The ``RunResult`` of a run folder that is already up to date (nothing ran)."""
+def _finished(final: Path, until: Stage, names: list[str]) -> RunResult:
+    """The ``RunResult`` of a run folder that is already up to date (nothing ran); its
+    boards in the run's order (``names``)."""
     import json
 
-    boards = sorted(p.parent.name for p in (final / "boards").glob("*/report.json"))
+    boards = [b for b in names if (final / "boards" / b / "report.json").is_file()]
     verdicts = {b: json.loads((final / "boards" / b / "report.json").read_text())["verdict"]
                 for b in boards}
     report = until >= Stage.REPORT
@@ -221,7 +222,7 @@ def _run_locked(cfg, until, progress, command, resume, boards, splits, final) ->
     if resume and up_to_date(final, key):
         log.info("%s is up to date (same config, boards, versions and code): nothing to run",
                  final)
-        return _finished(final, until)
+        return _finished(final, until, [b.name for b in boards])
     staging = _staging_dir(final)
     # with the lock held, any staging folder of this name is a dead run's (killed -9)
     for stale in final.parent.glob(f".{final.name}.partial-*"):
