@@ -288,8 +288,9 @@ def _emulate(cfg, boards, exported, x, y, reference, progress) -> dict:
     """Emulated checks for every Linux board, when the config asks for them.
 
     Boards run side by side, one per usable host core: a guest process spends most of its
-    wall time starting (qemu, the runtime's imports, the model load: about 6 s of 7 s for
-    360 digits samples, ``benchmarks/pipeline_time.py``), not computing. An interrupt
+    wall time starting (qemu, the runtime's imports, the model load: 4.1-5.4 s of 4.5-6.5 s
+    for 360 digits samples, measured by ``benchmarks/pipeline_time.py`` on 2 cores), not
+    computing. An interrupt
     (Ctrl-C, SIGTERM: ``KeyboardInterrupt`` in this thread) stops every board's guests.
     """
     if not cfg.validation.emulate:
